@@ -1,0 +1,128 @@
+package heal
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/apache/arrow/go/v17/arrow/memory"
+)
+
+// Options configures an [Engine]. A nil *Options, or any zero field, means
+// the default written beside the field.
+type Options struct {
+	// Keys are the entities polled live and audited (e.g. stock symbols).
+	// Required by Run and Heal.
+	Keys []string
+	// Rule says which slots must exist. nil: every slot of the grain,
+	// around the clock.
+	Rule CompletenessRule
+	// Transformers derive datasets from this one; their outputs are
+	// recomputed for exactly the windows a write touched.
+	Transformers []Transformer
+	// Alarmer is told of what cannot be healed. nil: logged with Logger at
+	// level Error.
+	Alarmer Alarmer
+	// Logger receives structured logs with stable keys (dataset, key,
+	// window, attempt). nil: discarded.
+	Logger *slog.Logger
+	// Clock is the engine's time. nil: the wall clock.
+	Clock Clock
+	// Allocator is used for every Arrow buffer the engine makes. nil:
+	// memory.DefaultAllocator.
+	Allocator memory.Allocator
+	// Concurrency bounds the fetches, writes and derivations in flight.
+	// <=0: 4.
+	Concurrency int
+	// Retry governs repairs: backoff between attempts and the per-gap budget.
+	Retry RetryPolicy
+	// Lookback is how far back Run's audits look. 0: 24h.
+	Lookback time.Duration
+	// AuditEvery is how often Run audits, repairs and resynthesizes. 0: 1h.
+	AuditEvery time.Duration
+	// Settle is how old a slot must be before an audit counts it missing,
+	// so a tick still in flight is not repaired. 0: one grain.
+	Settle time.Duration
+	// ReprobeAfter is how long after its alarm an unrepairable gap is tried
+	// once more (a source may publish late). 0: 6h; <0: never.
+	ReprobeAfter time.Duration
+	// Observer, if set, is told of every event as it happens, for metrics.
+	Observer Observer
+}
+
+// RetryPolicy is exponential backoff with jitter under a per-gap budget.
+type RetryPolicy struct {
+	// InitialInterval is the wait after the first failure. 0: 500ms.
+	InitialInterval time.Duration
+	// MaxInterval caps the wait between attempts. 0: 30s.
+	MaxInterval time.Duration
+	// Multiplier grows the wait after each failure. 0: 2.
+	Multiplier float64
+	// Jitter randomizes each wait by ±Jitter of itself. 0: 0.5; <0: none.
+	Jitter float64
+	// MaxAttempts is the budget of fetch attempts per gap, across cycles and
+	// restarts (the ledger remembers them). When it is spent, or an error is
+	// permanent, the gap is alarmed once and marked unrepairable. 0: 5.
+	MaxAttempts int
+}
+
+func (p RetryPolicy) withDefaults() RetryPolicy {
+	if p.InitialInterval <= 0 {
+		p.InitialInterval = 500 * time.Millisecond
+	}
+	if p.MaxInterval <= 0 {
+		p.MaxInterval = 30 * time.Second
+	}
+	if p.Multiplier <= 1 {
+		p.Multiplier = 2
+	}
+	if p.Jitter == 0 {
+		p.Jitter = 0.5
+	} else if p.Jitter < 0 {
+		p.Jitter = 0
+	}
+	if p.MaxAttempts <= 0 {
+		p.MaxAttempts = 5
+	}
+	return p
+}
+
+// Observer is told of engine events as they happen, to feed metrics. Calls
+// may be concurrent and must not block.
+type Observer interface {
+	Observe(e Event)
+}
+
+// ObserverFunc adapts a function to an [Observer].
+type ObserverFunc func(Event)
+
+// Observe calls f.
+func (f ObserverFunc) Observe(e Event) { f(e) }
+
+// EventKind names what an [Event] reports.
+type EventKind string
+
+// The events an engine reports.
+const (
+	EventFetch    EventKind = "fetch"     // a source call ended (Live tells which path); Err set on failure
+	EventWrite    EventKind = "write"     // rows landed in the lake
+	EventGap      EventKind = "gap"       // an audit found missing slots
+	EventRepaired EventKind = "repaired"  // missing slots were filled
+	EventEmpty    EventKind = "empty"     // the source confirmed slots empty
+	EventDerived  EventKind = "derived"   // a derived window was recomputed
+	EventAlarm    EventKind = "alarm"     // an alarm was raised
+	EventResolved EventKind = "resolved"  // an alarmed episode healed
+	EventAudit    EventKind = "audit"     // an audit finished
+	EventCompact  EventKind = "compacted" // partitions were compacted
+)
+
+// Event is one thing that happened in the engine.
+type Event struct {
+	Kind    EventKind
+	Dataset string
+	Key     string
+	Window  Window
+	Live    bool          // for EventFetch: the live path rather than repair
+	Rows    int           // rows or slots concerned
+	Elapsed time.Duration // for EventFetch and EventDerived
+	Err     error
+}
