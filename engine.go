@@ -3,47 +3,358 @@ package heal
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
 	"time"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/memory"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/selfheal/heal/internal/ratelimit"
+	"github.com/selfheal/heal/internal/span"
 )
 
 // Engine runs the cycle for one dataset: acquire, transform, audit, repair,
-// resynthesize, alarm. It keeps no state of its own beyond caches: what it
-// must remember lives in the ledger inside the lake, so one cycle can run per
-// cron or Lambda invocation with [Engine.Heal].
-type Engine struct{}
+// resynthesize, alarm. What it must remember lives in the ledger inside the
+// lake, not in the process, so one cycle can run per cron or Lambda
+// invocation with [Engine.Heal], and a restarted engine carries on.
+//
+// An Engine is safe for concurrent use. Heal calls are serialized.
+type Engine struct {
+	ds        *Dataset
+	src       Source
+	lake      Lake
+	meta      MetaStore
+	compactor Compactor
+	opts      Options
+	limits    Limits
+	limiter   *ratelimit.Limiter
+	ledger    *ledger
+	log       *slog.Logger
+	mem       memory.Allocator
+	clock     Clock
+	stats     stats
+
+	healMu sync.Mutex
+}
 
 // New returns an engine over ds, reading from src and storing into lake.
+// The lake must implement [MetaStore] (the ledger lives in it); it may
+// implement [Compactor]. New validates its arguments and never panics on
+// them.
 func New(ds *Dataset, src Source, lake Lake, opts *Options) (*Engine, error) {
-	return nil, errors.New("heal: engine under construction")
+	if err := ds.Validate(); err != nil {
+		return nil, err
+	}
+	if src == nil {
+		return nil, errors.New("heal: New: nil Source")
+	}
+	if lake == nil {
+		return nil, errors.New("heal: New: nil Lake")
+	}
+	meta, ok := lake.(MetaStore)
+	if !ok {
+		return nil, fmt.Errorf("heal: New: lake %T does not implement MetaStore, where the ledger lives", lake)
+	}
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	for i, k := range o.Keys {
+		if err := ValidKey(k); err != nil {
+			return nil, fmt.Errorf("heal: New: Options.Keys[%d]: %w", i, err)
+		}
+	}
+	for i, t := range o.Transformers {
+		if t == nil {
+			return nil, fmt.Errorf("heal: New: Options.Transformers[%d] is nil", i)
+		}
+		if err := t.Output().Validate(); err != nil {
+			return nil, fmt.Errorf("heal: New: Options.Transformers[%d]: %w", i, err)
+		}
+		if t.Output().Name == ds.Name {
+			return nil, fmt.Errorf("heal: New: Options.Transformers[%d] writes to its own input %q", i, ds.Name)
+		}
+	}
+	if o.Rule == nil {
+		o.Rule = CompletenessRuleFunc(func(_ string, w Window, grain time.Duration) []Window {
+			return []Window{w.Align(grain)}
+		})
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Alarmer == nil {
+		o.Alarmer = LogAlarmer(o.Logger)
+	}
+	if o.Clock == nil {
+		o.Clock = SystemClock{}
+	}
+	if o.Allocator == nil {
+		o.Allocator = memory.DefaultAllocator
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 4
+	}
+	if o.Lookback <= 0 {
+		o.Lookback = 24 * time.Hour
+	}
+	if o.AuditEvery <= 0 {
+		o.AuditEvery = time.Hour
+	}
+	if o.Settle <= 0 {
+		o.Settle = ds.Grain
+	}
+	if o.ReprobeAfter == 0 {
+		o.ReprobeAfter = 6 * time.Hour
+	}
+	o.Retry = o.Retry.withDefaults()
+	lim := src.Limits()
+	if lim.MaxKeys <= 0 {
+		lim.MaxKeys = 1
+	}
+	if lim.MaxWindow < 0 {
+		return nil, fmt.Errorf("heal: New: Source.Limits().MaxWindow %s is negative", lim.MaxWindow)
+	}
+	if lim.MaxWindow > 0 && lim.MaxWindow < ds.Grain {
+		return nil, fmt.Errorf("heal: New: Source.Limits().MaxWindow %s is shorter than the grain %s", lim.MaxWindow, ds.Grain)
+	}
+	var rl []ratelimit.Limit
+	for _, r := range lim.Rates {
+		rl = append(rl, ratelimit.Limit{N: r.Calls, D: r.Per})
+	}
+	e := &Engine{
+		ds: ds, src: src, lake: lake, meta: meta, opts: o, limits: lim,
+		limiter: ratelimit.New(o.Clock.Now, o.Clock.After, rl...),
+		ledger:  newLedger(meta, ds.Name, o.Clock),
+		log:     o.Logger.With("dataset", ds.Name),
+		mem:     o.Allocator,
+		clock:   o.Clock,
+	}
+	e.compactor, _ = lake.(Compactor)
+	return e, nil
 }
 
-// Run is the continuous loop (skeleton).
-func (e *Engine) Run(ctx context.Context) error { return errors.New("heal: under construction") }
+// Dataset is the dataset the engine keeps whole.
+func (e *Engine) Dataset() *Dataset { return e.ds }
 
-// Acquire polls the source once for the live slot (skeleton).
-func (e *Engine) Acquire(ctx context.Context, slot time.Time) (int, error) {
-	return 0, errors.New("heal: under construction")
+// Run is the continuous loop. On every grain tick of the clock it acquires
+// the live slot for every key and derives the windows it touched; every
+// AuditEvery (and once at start, to catch up after a restart) it heals the
+// last Lookback. It blocks until ctx ends and then returns ctx's error;
+// cycle failures are logged, alarmed where they concern data, and retried
+// on the next cycle, never fatal.
+func (e *Engine) Run(ctx context.Context) error {
+	if len(e.opts.Keys) == 0 {
+		return errors.New("heal: Run: Options.Keys is empty")
+	}
+	var healing sync.WaitGroup
+	defer healing.Wait()
+	healBusy := make(chan struct{}, 1)
+	startHeal := func() {
+		select {
+		case healBusy <- struct{}{}:
+		default:
+			e.log.Warn("previous heal still running; skipping this one")
+			return
+		}
+		healing.Add(1)
+		go func() {
+			defer healing.Done()
+			defer func() { <-healBusy }()
+			now := e.clock.Now()
+			if _, err := e.Heal(ctx, Window{now.Add(-e.opts.Lookback), now}); err != nil && ctx.Err() == nil {
+				e.log.Error("heal cycle failed", "err", err)
+			}
+		}()
+	}
+
+	// Close any derived window a crash left stale, then catch up.
+	now := e.clock.Now()
+	e.resynthAll(ctx, Window{now.Add(-e.opts.AuditEvery), now}.Align(e.ds.Grain))
+	startHeal()
+
+	nextTick := e.ds.Slot(now).Add(e.ds.Grain)
+	nextAudit := now.UTC().Truncate(e.opts.AuditEvery).Add(e.opts.AuditEvery + e.opts.Settle)
+	for {
+		next := nextTick
+		if nextAudit.Before(next) {
+			next = nextAudit
+		}
+		if d := next.Sub(e.clock.Now()); d > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-e.clock.After(d):
+			}
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		now := e.clock.Now()
+		if !now.Before(nextTick) {
+			// The slot is the one the poll was scheduled for, even if the
+			// clock woke us late; missed slots are left to repair.
+			slot := nextTick
+			if late := e.ds.Slot(now); late.After(slot) {
+				slot = late
+			}
+			if _, err := e.Acquire(ctx, slot); err != nil && ctx.Err() == nil {
+				e.log.Warn("acquire failed", "slot", slot, "err", err)
+			}
+			nextTick = slot.Add(e.ds.Grain)
+		}
+		if !now.Before(nextAudit) {
+			startHeal()
+			nextAudit = now.UTC().Truncate(e.opts.AuditEvery).Add(e.opts.AuditEvery + e.opts.Settle)
+		}
+	}
 }
 
-// Heal runs audit, repair, resynthesis once over w (skeleton).
-func (e *Engine) Heal(ctx context.Context, w Window) (*CycleReport, error) {
-	return nil, errors.New("heal: under construction")
+// Acquire polls the source for the live slot holding t, for every key, and
+// lands what it gets; then it derives the windows the new rows touched. A
+// key whose poll fails is logged and left to repair. It returns the rows
+// written.
+func (e *Engine) Acquire(ctx context.Context, t time.Time) (int, error) {
+	slot := e.ds.Slot(t)
+	w := Window{slot, slot.Add(e.ds.Grain)}
+	keys := e.opts.Keys
+	var (
+		mu   sync.Mutex
+		recs []arrow.Record
+		got  []string
+	)
+	defer func() {
+		for _, r := range recs {
+			r.Release()
+		}
+	}()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(e.opts.Concurrency)
+	for _, chunk := range chunks(keys, e.limits.MaxKeys) {
+		g.Go(func() error {
+			rec, err := e.fetch(gctx, Request{Keys: chunk, Window: w, Live: true})
+			if err != nil {
+				if errors.Is(err, ErrNoData) {
+					return nil
+				}
+				if gctx.Err() != nil {
+					return gctx.Err()
+				}
+				e.log.Warn("live fetch failed; the slot is left to repair", "keys", chunk, "slot", slot, "err", err)
+				return nil
+			}
+			defer rec.Release()
+			out, err := e.keepRows(rec, w, func(k string, _ int64) bool { return contains(chunk, k) })
+			if err != nil {
+				e.log.Warn("live record refused", "keys", chunk, "slot", slot, "err", err)
+				return nil
+			}
+			mu.Lock()
+			recs = append(recs, out)
+			got = append(got, chunk...)
+			mu.Unlock()
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return 0, err
+	}
+	rows := 0
+	for _, r := range recs {
+		if r.NumRows() == 0 {
+			continue
+		}
+		if err := e.lake.Write(ctx, e.ds, r); err != nil {
+			return rows, fmt.Errorf("heal: acquire %s: write: %w", slot.Format(time.RFC3339), err)
+		}
+		rows += int(r.NumRows())
+	}
+	e.stats.add(&e.stats.RowsWritten, rows)
+	e.observe(Event{Kind: EventWrite, Window: w, Live: true, Rows: rows})
+	if rows > 0 {
+		i := e.idx(slot)
+		dirty := map[string]span.Set{}
+		for _, k := range got {
+			dirty[k] = span.Set{{Lo: i, Hi: i + 1}}
+		}
+		if _, err := e.resynth(ctx, dirty, false); err != nil {
+			return rows, err
+		}
+	}
+	return rows, nil
 }
 
-// CycleReport says what one Heal did.
-type CycleReport struct {
-	Window        Window
-	Expected      int // slots the rule expects in the window, over all keys
-	Present       int // of those, slots held before repair
-	Missing       int // slots found missing (excluding confirmed empty)
-	Duplicates    int64
-	Requests      int // historical source requests planned
-	Calls         int // source calls made, retries included
-	Repaired      int // slots filled
-	Empty         int // slots the source confirmed empty
-	Unrepairable  int // slots given up on (alarmed)
-	Resynthesized int // derived windows recomputed
-	Compacted     int // partitions compacted
-	Alarms        int // alarms raised
-	Resolved      int // resolved notices sent
+// fetch makes one rate-limited source call and counts it.
+func (e *Engine) fetch(ctx context.Context, req Request) (arrow.Record, error) {
+	if err := e.limiter.Wait(ctx); err != nil {
+		return nil, err
+	}
+	start := e.clock.Now()
+	rec, err := e.src.Fetch(ctx, req)
+	if req.Live {
+		e.stats.add(&e.stats.LiveCalls, 1)
+	} else {
+		e.stats.add(&e.stats.RepairCalls, 1)
+	}
+	if err == nil && rec == nil {
+		err = fmt.Errorf("heal: source returned a nil record and no error for %v", req.Keys)
+	}
+	if err != nil && !errors.Is(err, ErrNoData) {
+		e.stats.add(&e.stats.FetchErrors, 1)
+	}
+	e.observe(Event{Kind: EventFetch, Window: req.Window, Key: firstKey(req.Keys), Live: req.Live, Elapsed: e.clock.Now().Sub(start), Err: err})
+	return rec, err
+}
+
+func (e *Engine) idx(t time.Time) int64 { return t.UnixNano() / int64(e.ds.Grain) }
+func (e *Engine) at(i int64) time.Time  { return time.Unix(0, i*int64(e.ds.Grain)).UTC() }
+
+func (e *Engine) toSet(ws []Window) span.Set {
+	rs := make([]span.Range, 0, len(ws))
+	for _, w := range ws {
+		w = w.Align(e.ds.Grain)
+		rs = append(rs, span.Range{Lo: e.idx(w.Start), Hi: e.idx(w.End)})
+	}
+	return span.Normalize(rs)
+}
+
+func (e *Engine) window(r span.Range) Window { return Window{e.at(r.Lo), e.at(r.Hi)} }
+
+func (e *Engine) observe(ev Event) {
+	if e.opts.Observer != nil {
+		ev.Dataset = e.ds.Name
+		e.opts.Observer.Observe(ev)
+	}
+}
+
+func chunks(keys []string, n int) [][]string {
+	if n <= 0 {
+		n = 1
+	}
+	var out [][]string
+	for len(keys) > 0 {
+		m := min(n, len(keys))
+		out = append(out, keys[:m:m])
+		keys = keys[m:]
+	}
+	return out
+}
+
+func contains(ks []string, k string) bool {
+	for _, x := range ks {
+		if x == k {
+			return true
+		}
+	}
+	return false
+}
+
+func firstKey(ks []string) string {
+	if len(ks) == 0 {
+		return ""
+	}
+	return ks[0]
 }

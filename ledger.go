@@ -1,0 +1,324 @@
+package heal
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/selfheal/heal/internal/span"
+)
+
+// The ledger is the engine's memory, kept inside the lake (MetaStore) under
+// ledger/<dataset>/ as an append-only log: one create-only JSON object per
+// batch of events, named by time and a random suffix so two engines never
+// overwrite each other. A restarted engine folds the log and carries on:
+// attempt counts, confirmed-empty slots, unrepairable gaps and delivered
+// alarms survive it. Every snapshotEvery objects the engine writes a
+// snapshot of the folded state and deletes the objects it covers.
+
+const snapshotEvery = 200
+
+// slot statuses
+const (
+	slotOpen         = "open"
+	slotRepaired     = "repaired"
+	slotEmpty        = "empty"
+	slotUnrepairable = "unrepairable"
+	slotPresent      = "present" // filled by someone else: live data, another engine
+)
+
+type ledgerEvent struct {
+	Kind     string       `json:"kind"` // gap, attempt, repaired, empty, unrepairable, alarm, resolved, dirty, clean, audit, snapshot
+	At       time.Time    `json:"at"`
+	Key      string       `json:"key,omitempty"`
+	Slots    []span.Range `json:"slots,omitempty"` // slot indices (unix time / grain)
+	Attempts int          `json:"attempts,omitempty"`
+	Err      string       `json:"err,omitempty"`
+	Alarm    *alarmRecord `json:"alarm,omitempty"`
+	Audit    *AuditRecord `json:"audit,omitempty"`
+	Snapshot *ledgerState `json:"snapshot,omitempty"`
+}
+
+type slotState struct {
+	Status   string `json:"s"`
+	Attempts int    `json:"a,omitempty"`
+	Err      string `json:"e,omitempty"`
+	// Since is when the slot entered its status (alarm time for unrepairable).
+	Since time.Time `json:"t"`
+}
+
+type alarmRecord struct {
+	ID        string       `json:"id"`
+	Key       string       `json:"key"`
+	Stage     Stage        `json:"stage"`
+	Slots     []span.Range `json:"slots"`
+	Attempts  int          `json:"attempts"`
+	LastError string       `json:"last_error"`
+	At        time.Time    `json:"at"`
+	Delivered bool         `json:"delivered"`
+	Resolved  bool         `json:"resolved"`
+	Notified  bool         `json:"notified"` // resolved notice delivered
+}
+
+// AuditRecord is one audit as the ledger keeps it.
+type AuditRecord struct {
+	At         time.Time `json:"at"`
+	Window     Window    `json:"window"`
+	Expected   int       `json:"expected"`
+	Present    int       `json:"present"`
+	Missing    int       `json:"missing"`
+	Duplicates int64     `json:"duplicates"`
+	Repaired   int       `json:"repaired"`
+	Empty      int       `json:"empty"`
+	Calls      int       `json:"calls"`
+	Alarms     int       `json:"alarms"`
+}
+
+type ledgerState struct {
+	Slots  map[string]map[int64]*slotState `json:"slots"` // key -> slot -> state
+	Alarms map[string]*alarmRecord         `json:"alarms"`
+	Dirty  map[string]span.Set             `json:"dirty"` // key -> input slots whose derived windows are pending
+	Audits []AuditRecord                   `json:"audits"`
+}
+
+func newLedgerState() *ledgerState {
+	return &ledgerState{Slots: map[string]map[int64]*slotState{}, Alarms: map[string]*alarmRecord{}, Dirty: map[string]span.Set{}}
+}
+
+type ledger struct {
+	store  MetaStore
+	prefix string
+	clock  Clock
+
+	mu      sync.Mutex
+	st      *ledgerState
+	read    map[string]bool // objects folded already
+	objects int             // objects in the log since the last snapshot
+	pending []ledgerEvent
+}
+
+func newLedger(store MetaStore, dataset string, clock Clock) *ledger {
+	return &ledger{store: store, prefix: "ledger/" + dataset + "/", clock: clock, st: newLedgerState(), read: map[string]bool{}}
+}
+
+// load folds the objects not read yet (all of them the first time).
+func (l *ledger) load(ctx context.Context) error {
+	names, err := l.store.ListMeta(ctx, l.prefix)
+	if err != nil {
+		return fmt.Errorf("heal: ledger: list: %w", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, n := range names {
+		if l.read[n] || !strings.HasSuffix(n, ".json") {
+			continue
+		}
+		b, err := l.store.GetMeta(ctx, n)
+		if errors.Is(err, ErrNotFound) {
+			continue // deleted by a concurrent snapshot; its events are in the snapshot
+		}
+		if err != nil {
+			return fmt.Errorf("heal: ledger: read %s: %w", n, err)
+		}
+		var evs []ledgerEvent
+		if err := json.Unmarshal(b, &evs); err != nil {
+			return fmt.Errorf("heal: ledger: decode %s: %w", n, err)
+		}
+		for _, ev := range evs {
+			l.apply(ev)
+		}
+		l.read[n] = true
+		l.objects++
+	}
+	return nil
+}
+
+// record applies ev now and queues it for the next flush.
+func (l *ledger) record(ev ledgerEvent) {
+	if ev.At.IsZero() {
+		ev.At = l.clock.Now().UTC()
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.apply(ev)
+	l.pending = append(l.pending, ev)
+}
+
+// flush writes the queued events as one object.
+func (l *ledger) flush(ctx context.Context) error {
+	l.mu.Lock()
+	evs := l.pending
+	l.pending = nil
+	l.mu.Unlock()
+	if len(evs) == 0 {
+		return nil
+	}
+	if err := l.put(ctx, evs); err != nil {
+		l.mu.Lock()
+		l.pending = append(evs, l.pending...)
+		l.mu.Unlock()
+		return err
+	}
+	l.mu.Lock()
+	needSnap := l.objects >= snapshotEvery
+	l.mu.Unlock()
+	if needSnap {
+		return l.snapshot(ctx)
+	}
+	return nil
+}
+
+func (l *ledger) put(ctx context.Context, evs []ledgerEvent) error {
+	b, err := json.Marshal(evs)
+	if err != nil {
+		return fmt.Errorf("heal: ledger: encode: %w", err)
+	}
+	name := l.prefix + l.seq() + ".json"
+	if err := l.store.PutMeta(ctx, name, b); err != nil {
+		return fmt.Errorf("heal: ledger: write %s: %w", name, err)
+	}
+	l.mu.Lock()
+	l.read[name] = true
+	l.objects++
+	l.mu.Unlock()
+	return nil
+}
+
+// snapshot writes the folded state and deletes the objects it covers.
+func (l *ledger) snapshot(ctx context.Context) error {
+	l.mu.Lock()
+	b, err := json.Marshal(l.st)
+	var covered []string
+	for n := range l.read {
+		covered = append(covered, n)
+	}
+	l.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("heal: ledger: encode snapshot: %w", err)
+	}
+	var st ledgerState
+	_ = json.Unmarshal(b, &st)
+	if err := l.put(ctx, []ledgerEvent{{Kind: "snapshot", At: l.clock.Now().UTC(), Snapshot: &st}}); err != nil {
+		return err
+	}
+	for _, n := range covered {
+		if err := l.store.DeleteMeta(ctx, n); err != nil {
+			return fmt.Errorf("heal: ledger: prune %s: %w", n, err)
+		}
+		l.mu.Lock()
+		delete(l.read, n)
+		l.mu.Unlock()
+	}
+	l.mu.Lock()
+	l.objects = 1
+	l.mu.Unlock()
+	return nil
+}
+
+func (l *ledger) seq() string {
+	var r [4]byte
+	_, _ = rand.Read(r[:])
+	return fmt.Sprintf("%020d-%s", l.clock.Now().UnixNano(), hex.EncodeToString(r[:]))
+}
+
+func (l *ledger) slot(key string, i int64) *slotState {
+	m := l.st.Slots[key]
+	if m == nil {
+		m = map[int64]*slotState{}
+		l.st.Slots[key] = m
+	}
+	s := m[i]
+	if s == nil {
+		s = &slotState{Status: slotOpen}
+		m[i] = s
+	}
+	return s
+}
+
+// apply folds one event into the state. Caller holds mu.
+func (l *ledger) apply(ev ledgerEvent) {
+	st := l.st
+	each := func(f func(*slotState)) {
+		for _, r := range ev.Slots {
+			for i := r.Lo; i < r.Hi; i++ {
+				f(l.slot(ev.Key, i))
+			}
+		}
+	}
+	switch ev.Kind {
+	case "snapshot":
+		if ev.Snapshot != nil {
+			*st = *ev.Snapshot
+			if st.Slots == nil {
+				st.Slots = map[string]map[int64]*slotState{}
+			}
+			if st.Alarms == nil {
+				st.Alarms = map[string]*alarmRecord{}
+			}
+			if st.Dirty == nil {
+				st.Dirty = map[string]span.Set{}
+			}
+		}
+	case "gap":
+		each(func(s *slotState) {
+			if s.Status != slotUnrepairable {
+				if s.Status != slotOpen {
+					s.Attempts = 0
+				}
+				s.Status, s.Since = slotOpen, ev.At
+			}
+		})
+	case "attempt":
+		each(func(s *slotState) { s.Attempts++; s.Err = ev.Err })
+	case "repaired":
+		each(func(s *slotState) { s.Status, s.Since, s.Err = slotRepaired, ev.At, "" })
+	case "empty":
+		each(func(s *slotState) { s.Status, s.Since = slotEmpty, ev.At })
+	case "unrepairable":
+		each(func(s *slotState) { s.Status, s.Since, s.Err = slotUnrepairable, ev.At, ev.Err })
+	case "present": // filled by someone else (live, another engine): the gap is closed
+		each(func(s *slotState) {
+			if s.Status == slotOpen || s.Status == slotUnrepairable {
+				s.Status, s.Since = slotPresent, ev.At
+			}
+		})
+	case "alarm":
+		if ev.Alarm != nil {
+			a := *ev.Alarm
+			st.Alarms[a.ID] = &a
+		}
+	case "resolved":
+		if ev.Alarm != nil {
+			if a := st.Alarms[ev.Alarm.ID]; a != nil {
+				a.Resolved, a.Notified = true, ev.Alarm.Notified
+			}
+		}
+	case "dirty":
+		st.Dirty[ev.Key] = span.Union(st.Dirty[ev.Key], ev.Slots)
+	case "clean":
+		st.Dirty[ev.Key] = span.Subtract(st.Dirty[ev.Key], ev.Slots)
+		if len(st.Dirty[ev.Key]) == 0 {
+			delete(st.Dirty, ev.Key)
+		}
+	case "audit":
+		if ev.Audit != nil {
+			st.Audits = append(st.Audits, *ev.Audit)
+			if n := len(st.Audits); n > 1000 {
+				st.Audits = append([]AuditRecord(nil), st.Audits[n-1000:]...)
+			}
+		}
+	}
+}
+
+// view runs f with the state locked.
+func (l *ledger) view(f func(st *ledgerState)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f(l.st)
+}
