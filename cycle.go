@@ -245,7 +245,9 @@ func (e *Engine) plan(a *auditResult, now time.Time, rep *CycleReport) []repairJ
 		}
 	}
 	// Keys whose requests cover the same window share a request, up to MaxKeys.
-	sort.SliceStable(ps, func(i, j int) bool { return ps[i].r.Lo < ps[j].r.Lo || ps[i].r.Lo == ps[j].r.Lo && ps[i].r.Hi < ps[j].r.Hi })
+	sort.SliceStable(ps, func(i, j int) bool {
+		return ps[i].r.Lo < ps[j].r.Lo || ps[i].r.Lo == ps[j].r.Lo && ps[i].r.Hi < ps[j].r.Hi
+	})
 	var jobs []repairJob
 	for i := 0; i < len(ps); {
 		j := i
