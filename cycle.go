@@ -245,22 +245,31 @@ func (e *Engine) plan(a *auditResult, now time.Time, rep *CycleReport) []repairJ
 		}
 	}
 	// Keys whose requests cover the same window share a request, up to MaxKeys.
-	sort.SliceStable(ps, func(i, j int) bool {
-		return ps[i].r.Lo < ps[j].r.Lo || ps[i].r.Lo == ps[j].r.Lo && ps[i].r.Hi < ps[j].r.Hi
-	})
+	ks := make([]span.Keyed, len(ps))
+	for i, p := range ps {
+		ks[i] = span.Keyed{Key: p.key, R: p.r}
+	}
+	sorted := make([]planned, len(ps))
+	groups := span.Group(ks, e.limits.MaxKeys)
+	byKey := map[span.Keyed]planned{}
+	for _, p := range ps {
+		byKey[span.Keyed{Key: p.key, R: p.r}] = p
+	}
+	for i, k := range ks {
+		sorted[i] = byKey[k]
+	}
 	var jobs []repairJob
-	for i := 0; i < len(ps); {
-		j := i
-		job := repairJob{req: Request{Window: e.window(ps[i].r)}, holes: map[string]span.Set{}, budget: ps[i].budget, reprobe: true}
-		for j < len(ps) && ps[j].r == ps[i].r && len(job.req.Keys) < e.limits.MaxKeys {
-			job.req.Keys = append(job.req.Keys, ps[j].key)
-			job.holes[ps[j].key] = ps[j].holes
-			job.budget = min(job.budget, ps[j].budget)
-			job.reprobe = job.reprobe && ps[j].reprobe
-			j++
+	for _, g := range groups {
+		first := sorted[g[0]]
+		job := repairJob{req: Request{Window: e.window(first.r)}, holes: map[string]span.Set{}, budget: first.budget, reprobe: true}
+		for _, i := range g {
+			p := sorted[i]
+			job.req.Keys = append(job.req.Keys, p.key)
+			job.holes[p.key] = p.holes
+			job.budget = min(job.budget, p.budget)
+			job.reprobe = job.reprobe && p.reprobe
 		}
 		jobs = append(jobs, job)
-		i = j
 	}
 	rep.Requests = len(jobs)
 	return jobs

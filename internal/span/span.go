@@ -153,3 +153,33 @@ func Plan(gaps Set, maxSpan int64) []Range {
 	}
 	return out
 }
+
+// Keyed is a planned request range for one key.
+type Keyed struct {
+	Key string
+	R   Range
+}
+
+// Group orders ks by range and puts keys whose requests cover the same
+// range into shared requests of at most maxKeys keys (maxKeys <= 0: 1).
+// It returns the groups as index lists into the sorted ks.
+func Group(ks []Keyed, maxKeys int) [][]int {
+	if maxKeys <= 0 {
+		maxKeys = 1
+	}
+	sort.SliceStable(ks, func(i, j int) bool {
+		return ks[i].R.Lo < ks[j].R.Lo || ks[i].R.Lo == ks[j].R.Lo && ks[i].R.Hi < ks[j].R.Hi
+	})
+	var out [][]int
+	for i := 0; i < len(ks); {
+		g := []int{i}
+		j := i + 1
+		for j < len(ks) && ks[j].R == ks[i].R && len(g) < maxKeys {
+			g = append(g, j)
+			j++
+		}
+		out = append(out, g)
+		i = j
+	}
+	return out
+}
