@@ -65,15 +65,16 @@ heal_aws__wait() {
 
 heal_aws_servers_stop() {
 	local pid
+	# "|| true" everywhere: this runs from an EXIT trap, maybe under set -e.
 	for pid in ${HEAL_AWS_PIDS:-}; do
-		kill "$pid" 2>/dev/null
+		kill "$pid" 2>/dev/null || true
 	done
 	for pid in ${HEAL_AWS_PIDS:-}; do
-		wait "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null || true
 	done
 	HEAL_AWS_PIDS=
 	if [ -n "${HEAL_AWS_DIR:-}" ] && [ -d "$HEAL_AWS_DIR" ]; then
-		rm -rf "$HEAL_AWS_DIR"
+		rm -rf "$HEAL_AWS_DIR" || true
 	fi
 	HEAL_AWS_DIR=
 }
@@ -84,7 +85,7 @@ heal_aws__install() {
 	if [ ! -x "$cache/bin/versitygw" ] || [ "$(cat "$cache/bin/versitygw.version" 2>/dev/null)" != "$vgw_version" ]; then
 		heal_aws__log "installing versitygw $vgw_version (about 2 minutes on a cold Go cache)"
 		t0=$SECONDS
-		GOBIN="$cache/bin" GOFLAGS=-mod=mod go install "github.com/versity/versitygw/cmd/versitygw@$vgw_version" || return 1
+		GOBIN="$cache/bin" go install "github.com/versity/versitygw/cmd/versitygw@$vgw_version" || return 1
 		echo "$vgw_version" >"$cache/bin/versitygw.version"
 		heal_aws__log "versitygw installed in $((SECONDS - t0)) s"
 	fi
@@ -155,7 +156,10 @@ heal_aws_servers_start() {
 
 if [ "${BASH_SOURCE[0]}" != "$0" ]; then
 	# Sourced: chain our stop onto the caller's EXIT trap.
-	heal_aws__prev=$(trap -p EXIT | sed -E "s/^trap -- '(.*)' EXIT\$/\\1/")
+	# (trap -p must be alone in $(...) to see the caller's traps.)
+	heal_aws__prev=$(trap -p EXIT)
+	heal_aws__prev=${heal_aws__prev#trap -- \'}
+	heal_aws__prev=${heal_aws__prev%\' EXIT}
 	trap "heal_aws_servers_stop; ${heal_aws__prev}" EXIT
 	unset heal_aws__prev
 	if ! heal_aws_servers_start; then
