@@ -125,7 +125,7 @@ func TestMarketDeterministic(t *testing.T) {
 		t.Errorf("%d crypto bars on a Saturday", n)
 	}
 	// A quote before the open carries the previous day's last trade.
-	q, ok := a.QuoteAt("MSFT", day.Add(8*time.Hour)) // 03:00 ET
+	q, ok := a.QuoteAt("MSFT", day.Add(8*time.Hour))                    // 03:00 ET
 	prev := a.Bars("MSFT", day.AddDate(0, 0, -1), day.Add(8*time.Hour)) // Monday's after-hours end 01:00 UTC
 	if !ok || q.C != prev[len(prev)-1].C {
 		t.Errorf("pre-dawn quote %+v, want the last close %+v", q, prev[len(prev)-1])
