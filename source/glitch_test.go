@@ -49,7 +49,9 @@ func (c *counting) Limits() heal.Limits { return heal.Limits{MaxKeys: 3} }
 
 var keys = []string{"A", "B", "C", "D", "E", "F", "G", "H", "I", "J", "K"}
 
-func slot(i int) time.Time { return time.Date(2025, 3, 4, 14, 30, 0, 0, time.UTC).Add(time.Duration(i) * time.Minute) }
+func slot(i int) time.Time {
+	return time.Date(2025, 3, 4, 14, 30, 0, 0, time.UTC).Add(time.Duration(i) * time.Minute)
+}
 
 func TestGlitchDeterministic(t *testing.T) {
 	a := source.Glitch(&counting{}, ds, keys, 1, 42)
