@@ -1,0 +1,279 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/selfheal/heal"
+)
+
+// tempPrefix starts the names of DirStore's files being written. List never
+// shows them (they start with '.'), and CleanTemp removes the ones a crash
+// left behind.
+const tempPrefix = ".tmp-"
+
+// DirStore is a [Store] in a directory on local disk. Names map to paths
+// below the directory; nothing outside it can be named.
+//
+// Put writes a temporary file in the target directory, fsyncs it, then
+// links it into place (create-only) or renames it over the target, and
+// fsyncs the directory, so a crash leaves either the old object, the new one,
+// or an invisible temporary file that [DirStore.CleanTemp] removes.
+type DirStore struct {
+	root string
+}
+
+// NewDirStore returns a store rooted at dir, creating dir if needed.
+func NewDirStore(dir string) (*DirStore, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("heal/sink: dir store %s: %w", dir, err)
+	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return nil, fmt.Errorf("heal/sink: dir store: %w", err)
+	}
+	return &DirStore{root: abs}, nil
+}
+
+// Dir is the store's root directory.
+func (s *DirStore) Dir() string { return s.root }
+
+func (s *DirStore) path(name string) (string, error) {
+	if err := validName(name); err != nil {
+		return "", err
+	}
+	return filepath.Join(s.root, filepath.FromSlash(name)), nil
+}
+
+// Put implements [Store].
+func (s *DirStore) Put(ctx context.Context, name string, data []byte, ifAbsent bool) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("heal/sink: put %s: %w", name, err)
+	}
+	p, err := s.path(name)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(p)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("heal/sink: put %s: %w", name, err)
+	}
+	tmp, err := os.CreateTemp(dir, tempPrefix+"*")
+	if err != nil {
+		return fmt.Errorf("heal/sink: put %s: %w", name, err)
+	}
+	tmpName := tmp.Name()
+	defer os.Remove(tmpName) // after Link the temp name is redundant; after Rename it is gone
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("heal/sink: put %s: %w", name, err)
+	}
+	if ifAbsent {
+		err = os.Link(tmpName, p)
+		if errors.Is(err, fs.ErrExist) || errors.Is(err, syscall.EEXIST) {
+			return fmt.Errorf("heal/sink: put %s: %w", name, heal.ErrExist)
+		}
+	} else {
+		err = os.Rename(tmpName, p)
+	}
+	if err != nil {
+		return fmt.Errorf("heal/sink: put %s: %w", name, err)
+	}
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("heal/sink: put %s: sync directory: %w", name, err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOTSUP) {
+		return nil // some filesystems cannot sync directories
+	}
+	return err
+}
+
+// fileObject is an open file with its size.
+type fileObject struct {
+	*os.File
+	size int64
+}
+
+func (o fileObject) Size() int64 { return o.size }
+
+// Open implements [Store]. The object is an *os.File underneath; a file
+// deleted while open stays readable until closed.
+func (s *DirStore) Open(ctx context.Context, name string) (Object, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("heal/sink: open %s: %w", name, err)
+	}
+	p, err := s.path(name)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			return nil, fmt.Errorf("heal/sink: open %s: %w", name, heal.ErrNotFound)
+		}
+		return nil, fmt.Errorf("heal/sink: open %s: %w", name, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("heal/sink: open %s: %w", name, err)
+	}
+	if fi.IsDir() {
+		f.Close()
+		return nil, fmt.Errorf("heal/sink: open %s: is a directory: %w", name, heal.ErrNotFound)
+	}
+	return fileObject{File: f, size: fi.Size()}, nil
+}
+
+// List implements [Store]. It walks only the directory the prefix points
+// into, one directory at a time, so that names come out in lexical order.
+// Elements starting with '.' (temporary files among them) are skipped.
+func (s *DirStore) List(ctx context.Context, prefix string, fn func(ObjectInfo) error) error {
+	if strings.HasPrefix(prefix, "/") || strings.Contains(prefix, "\\") {
+		return fmt.Errorf("heal/sink: list %q: bad prefix", prefix)
+	}
+	base := ""
+	if i := strings.LastIndexByte(prefix, '/'); i >= 0 {
+		base = prefix[:i]
+		if err := validName(base); err != nil {
+			return fmt.Errorf("heal/sink: list %q: %w", prefix, err)
+		}
+	}
+	return s.walk(ctx, base, prefix, fn)
+}
+
+// walk lists the directory dir (a store name, "" for the root) in lexical
+// order of full names, calling fn for files matching prefix.
+func (s *DirStore) walk(ctx context.Context, dir, prefix string, fn func(ObjectInfo) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("heal/sink: list %q: %w", prefix, err)
+	}
+	entries, err := os.ReadDir(filepath.Join(s.root, filepath.FromSlash(dir)))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			return nil
+		}
+		return fmt.Errorf("heal/sink: list %q: %w", prefix, err)
+	}
+	type entry struct {
+		sortKey string
+		name    string
+		dir     bool
+		de      fs.DirEntry
+	}
+	list := make([]entry, 0, len(entries))
+	for _, de := range entries {
+		if strings.HasPrefix(de.Name(), ".") {
+			continue
+		}
+		name := de.Name()
+		if dir != "" {
+			name = dir + "/" + name
+		}
+		if de.IsDir() {
+			// Only descend where the prefix can match.
+			if !strings.HasPrefix(name+"/", prefix) && !strings.HasPrefix(prefix, name+"/") {
+				continue
+			}
+			list = append(list, entry{sortKey: name + "/", name: name, dir: true, de: de})
+		} else if de.Type().IsRegular() && strings.HasPrefix(name, prefix) {
+			list = append(list, entry{sortKey: name, name: name, de: de})
+		}
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].sortKey < list[j].sortKey })
+	for _, e := range list {
+		if e.dir {
+			if err := s.walk(ctx, e.name, prefix, fn); err != nil {
+				return err
+			}
+			continue
+		}
+		fi, err := e.de.Info()
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // deleted since ReadDir
+			}
+			return fmt.Errorf("heal/sink: list %q: %w", prefix, err)
+		}
+		if err := fn(ObjectInfo{Name: e.name, Size: fi.Size(), ModTime: fi.ModTime()}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Delete implements [Store]. Empty directories are left in place.
+func (s *DirStore) Delete(ctx context.Context, name string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("heal/sink: delete %s: %w", name, err)
+	}
+	p, err := s.path(name)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("heal/sink: delete %s: %w", name, err)
+	}
+	return nil
+}
+
+// CleanTemp removes temporary files that Put left behind when its process
+// died, if they are older than olderThan (a Put in flight is younger), and
+// reports how many it removed. [Lake.Compact] calls it with one hour.
+func (s *DirStore) CleanTemp(olderThan time.Duration) (int, error) {
+	cutoff := time.Now().Add(-olderThan)
+	n := 0
+	err := filepath.WalkDir(s.root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if d.IsDir() || !strings.HasPrefix(d.Name(), tempPrefix) {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil // gone already
+		}
+		if fi.ModTime().Before(cutoff) {
+			if err := os.Remove(p); err == nil {
+				n++
+			} else if !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return n, fmt.Errorf("heal/sink: clean temp files: %w", err)
+	}
+	return n, nil
+}
