@@ -1,0 +1,238 @@
+package secret_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/selfheal/heal"
+	"github.com/selfheal/heal/internal/awstest"
+	"github.com/selfheal/heal/secret"
+)
+
+// fakeSecretsManager is NOT an emulator: no Secrets Manager server can be
+// installed on this project's machines (none on the Go proxy, npm or
+// Debian), so this in-process httptest server speaks just enough of the
+// awsJson1_1 protocol (X-Amz-Target: secretsmanager.GetSecretValue, JSON
+// in and out, errors as {"__type": ...}) for the real secretsmanager client
+// to talk to it over real HTTP. It exercises our request, the SDK's
+// decoding and our error mapping; it cannot vouch for AWS's behaviour.
+type fakeSecretsManager struct {
+	mu      sync.Mutex
+	secrets map[string]string
+	fail    string // when set, every call fails with this __type
+	calls   atomic.Int32
+}
+
+func (f *fakeSecretsManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.calls.Add(1)
+	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+	fail := func(status int, typ, msg string) {
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(map[string]string{"__type": typ, "message": msg})
+	}
+	if r.Method != http.MethodPost || r.Header.Get("X-Amz-Target") != "secretsmanager.GetSecretValue" ||
+		!strings.HasPrefix(r.Header.Get("Authorization"), "AWS4-HMAC-SHA256 ") {
+		fail(400, "InvalidRequestException", "unexpected request "+r.Header.Get("X-Amz-Target"))
+		return
+	}
+	var in struct{ SecretId, VersionStage string }
+	if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
+		fail(400, "InvalidParameterException", err.Error())
+		return
+	}
+	f.mu.Lock()
+	v, ok := f.secrets[in.SecretId]
+	failWith := f.fail
+	f.mu.Unlock()
+	switch {
+	case failWith == "InternalServiceError":
+		fail(500, failWith, "try again")
+		return
+	case failWith != "":
+		fail(400, failWith, "refused")
+		return
+	case !ok:
+		fail(400, "ResourceNotFoundException", "Secrets Manager can't find the specified secret.")
+		return
+	}
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"ARN":           "arn:aws:secretsmanager:us-east-1:000000000000:secret:" + in.SecretId + "-AbCdEf",
+		"Name":          in.SecretId,
+		"SecretString":  v,
+		"VersionId":     "00000000-0000-0000-0000-000000000001",
+		"VersionStages": []string{"AWSCURRENT"},
+		"CreatedDate":   1.7e9,
+	})
+}
+
+func (f *fakeSecretsManager) set(id, v string) {
+	f.mu.Lock()
+	f.secrets[id] = v
+	f.mu.Unlock()
+}
+
+func (f *fakeSecretsManager) failWith(typ string) {
+	f.mu.Lock()
+	f.fail = typ
+	f.mu.Unlock()
+}
+
+func newFake(t *testing.T) (*fakeSecretsManager, *secretsmanager.Client) {
+	f := &fakeSecretsManager{secrets: map[string]string{}}
+	ts := httptest.NewServer(f)
+	t.Cleanup(ts.Close)
+	c := secretsmanager.NewFromConfig(awstest.Config("heal-test", "heal-test-not-a-secret"), func(o *secretsmanager.Options) {
+		o.BaseEndpoint = aws.String(ts.URL)
+		o.RetryMaxAttempts = 1
+	})
+	return f, c
+}
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+const tok = "sk-live-0123456789abcdef"
+
+func TestSecretsManagerValues(t *testing.T) {
+	f, c := newFake(t)
+	f.set("plain", "  "+tok+"\n")
+	f.set("finnhub", `{"token_finnhub":"`+tok+`","other":"x"}`)
+	f.set("notjson", tok)
+	f.set("numeric", `{"token_finnhub": 42}`)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		id, key   string
+		want      string
+		permanent bool
+	}{
+		{id: "plain", want: tok},
+		{id: "finnhub", key: "token_finnhub", want: tok},
+		{id: "finnhub", key: "missing", permanent: true},
+		{id: "notjson", key: "token_finnhub", permanent: true},
+		{id: "numeric", key: "token_finnhub", permanent: true},
+		{id: "absent", permanent: true},
+	} {
+		p := secret.SecretsManager(c, tc.id, &secret.Options{Key: tc.key})
+		got, err := p.Token(ctx)
+		if tc.permanent {
+			if !heal.IsPermanent(err) {
+				t.Errorf("%s: err = %v, want permanent", p, err)
+			} else if strings.Contains(err.Error(), tok) {
+				t.Errorf("%s: the error holds the secret: %v", p, err)
+			}
+			continue
+		}
+		if err != nil || got != tok {
+			t.Errorf("%s: Token = %q, %v", p, got, err)
+		}
+		for _, s := range []string{fmt.Sprint(p), fmt.Sprintf("%+v", p), fmt.Sprintf("%#v", p)} {
+			if strings.Contains(s, tok) {
+				t.Errorf("formatting the provider shows the secret: %s", s)
+			}
+		}
+	}
+	f.failWith("AccessDeniedException")
+	if _, err := secret.SecretsManager(c, "plain", nil).Token(ctx); !heal.IsPermanent(err) {
+		t.Errorf("access denied: err = %v, want permanent", err)
+	}
+	f.failWith("InternalServiceError")
+	if _, err := secret.SecretsManager(c, "plain", nil).Token(ctx); err == nil || heal.IsPermanent(err) {
+		t.Errorf("500: err = %v, want retryable", err)
+	}
+}
+
+func TestSecretsManagerCache(t *testing.T) {
+	f, c := newFake(t)
+	f.set("finnhub", `{"token_finnhub":"v1"}`)
+	clk := &clock{t: time.Date(2024, 1, 2, 0, 0, 0, 0, time.UTC)}
+	p := secret.SecretsManager(c, "finnhub", &secret.Options{Key: "token_finnhub", Refresh: time.Hour, Now: clk.now})
+	ctx := context.Background()
+	token := func() string {
+		t.Helper()
+		v, err := p.Token(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	// Concurrent first use: one fetch.
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Add(1)
+		go func() { defer wg.Done(); _, _ = p.Token(ctx) }()
+	}
+	wg.Wait()
+	if f.calls.Load() != 1 {
+		t.Fatalf("%d fetches for 10 concurrent first calls, want 1", f.calls.Load())
+	}
+	// Fresh: from the cache, even after a rotation.
+	f.set("finnhub", `{"token_finnhub":"v2"}`)
+	clk.add(59 * time.Minute)
+	if v := token(); v != "v1" || f.calls.Load() != 1 {
+		t.Fatalf("within Refresh: %q after %d fetches", v, f.calls.Load())
+	}
+	// Stale: fetched again, the rotated value picked up.
+	clk.add(2 * time.Minute)
+	if v := token(); v != "v2" || f.calls.Load() != 2 {
+		t.Fatalf("after Refresh: %q after %d fetches", v, f.calls.Load())
+	}
+	// A failing refresh serves the cached value, and waits 30s to retry.
+	f.set("finnhub", `{"token_finnhub":"v3"}`)
+	f.failWith("InternalServiceError")
+	clk.add(2 * time.Hour)
+	if v := token(); v != "v2" || p.LastError() == nil {
+		t.Fatalf("failed refresh: %q, LastError %v", v, p.LastError())
+	}
+	calls := f.calls.Load()
+	clk.add(10 * time.Second)
+	_ = token()
+	if f.calls.Load() != calls {
+		t.Fatal("retried a failed refresh before 30s")
+	}
+	f.failWith("")
+	clk.add(21 * time.Second)
+	if v := token(); v != "v3" || p.LastError() != nil {
+		t.Fatalf("after recovery: %q, LastError %v", v, p.LastError())
+	}
+	// Invalidate forces a fetch.
+	f.set("finnhub", `{"token_finnhub":"v4"}`)
+	p.Invalidate()
+	if v := token(); v != "v4" {
+		t.Fatalf("after Invalidate: %q", v)
+	}
+}
+
+func TestEnv(t *testing.T) {
+	t.Setenv("HEAL_TEST_TOKEN", " "+tok+" ")
+	p := secret.Env("HEAL_TEST_TOKEN")
+	if v, err := p.Token(context.Background()); err != nil || v != tok {
+		t.Fatalf("Env = %q, %v", v, err)
+	}
+	if s := fmt.Sprint(p); strings.Contains(s, tok) {
+		t.Fatalf("formatting shows the value: %s", s)
+	}
+	_, err := secret.Env("HEAL_TEST_UNSET_TOKEN").Token(context.Background())
+	if !heal.IsPermanent(err) || !strings.Contains(err.Error(), "HEAL_TEST_UNSET_TOKEN") {
+		t.Fatalf("unset: %v", err)
+	}
+}
