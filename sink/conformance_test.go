@@ -1,0 +1,47 @@
+package sink_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/apache/arrow/go/v17/arrow/memory"
+	"github.com/selfheal/heal"
+	"github.com/selfheal/heal/healtest"
+	"github.com/selfheal/heal/sink"
+)
+
+// harness makes lakes over one store.
+type harness struct {
+	store sink.Store
+	opts  sink.Options
+}
+
+func (h *harness) MakeLake(_ context.Context, mem memory.Allocator) (heal.Lake, error) {
+	o := h.opts
+	o.Allocator = mem
+	return sink.NewLake(h.store, &o), nil
+}
+
+func (h *harness) Close() {}
+
+func TestConformance(t *testing.T) {
+	t.Run("DirStore", func(t *testing.T) {
+		healtest.RunLakeTests(t, func(_ context.Context, t *testing.T) (healtest.LakeHarness, error) {
+			s, err := sink.NewDirStore(t.TempDir())
+			if err != nil {
+				return nil, err
+			}
+			return &harness{store: s}, nil
+		})
+	})
+	t.Run("MemStore", func(t *testing.T) {
+		healtest.RunLakeTests(t, func(context.Context, *testing.T) (healtest.LakeHarness, error) {
+			return &harness{store: sink.NewMemStore()}, nil
+		})
+	})
+	t.Run("MemStoreZstdSerial", func(t *testing.T) {
+		healtest.RunLakeTests(t, func(context.Context, *testing.T) (healtest.LakeHarness, error) {
+			return &harness{store: sink.NewMemStore(), opts: sink.Options{Concurrency: 1, Compression: compressZstd}}, nil
+		})
+	})
+}

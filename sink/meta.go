@@ -1,0 +1,63 @@
+package sink
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// The engine's ledger lives next to the data, under _heal/, which no
+// dataset can be named (dataset names cannot start with '_').
+
+// PutMeta implements [heal.MetaStore]: a create-only put of _heal/<name>.
+func (l *Lake) PutMeta(ctx context.Context, name string, data []byte) error {
+	if err := validName(name); err != nil {
+		return fmt.Errorf("heal/sink: put meta: %w", err)
+	}
+	if err := l.store.Put(ctx, metaPrefix+name, data, true); err != nil {
+		return fmt.Errorf("heal/sink: put meta %s: %w", name, err)
+	}
+	return nil
+}
+
+// GetMeta implements [heal.MetaStore].
+func (l *Lake) GetMeta(ctx context.Context, name string) ([]byte, error) {
+	if err := validName(name); err != nil {
+		return nil, fmt.Errorf("heal/sink: get meta: %w", err)
+	}
+	obj, err := l.store.Open(ctx, metaPrefix+name)
+	if err != nil {
+		return nil, fmt.Errorf("heal/sink: get meta %s: %w", name, err)
+	}
+	defer obj.Close()
+	data, err := io.ReadAll(io.NewSectionReader(obj, 0, obj.Size()))
+	if err != nil {
+		return nil, fmt.Errorf("heal/sink: get meta %s: %w", name, err)
+	}
+	return data, nil
+}
+
+// ListMeta implements [heal.MetaStore]. The names are sorted.
+func (l *Lake) ListMeta(ctx context.Context, prefix string) ([]string, error) {
+	var names []string
+	err := l.store.List(ctx, metaPrefix+prefix, func(oi ObjectInfo) error {
+		names = append(names, strings.TrimPrefix(oi.Name, metaPrefix))
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("heal/sink: list meta %q: %w", prefix, err)
+	}
+	return names, nil
+}
+
+// DeleteMeta implements [heal.MetaStore].
+func (l *Lake) DeleteMeta(ctx context.Context, name string) error {
+	if err := validName(name); err != nil {
+		return fmt.Errorf("heal/sink: delete meta: %w", err)
+	}
+	if err := l.store.Delete(ctx, metaPrefix+name); err != nil {
+		return fmt.Errorf("heal/sink: delete meta %s: %w", name, err)
+	}
+	return nil
+}

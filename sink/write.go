@@ -1,0 +1,320 @@
+package sink
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/array"
+	"github.com/apache/arrow/go/v17/arrow/compute"
+	"github.com/apache/arrow/go/v17/arrow/memory"
+	"github.com/apache/arrow/go/v17/parquet"
+	"github.com/apache/arrow/go/v17/parquet/compress"
+	"github.com/apache/arrow/go/v17/parquet/file"
+	"github.com/apache/arrow/go/v17/parquet/pqarrow"
+	"github.com/selfheal/heal"
+	"golang.org/x/sync/errgroup"
+)
+
+// Write implements [heal.Lake]. It checks rec with [heal.Dataset.Check]
+// first, so bad input stores nothing and the *heal.InputError names the
+// field and row. Then it splits the rows by partition, keeps the last row of
+// each (key, time), sorts them by time and stores each partition's rows as
+// one new Parquet file.
+//
+// Each file appears atomically. A Write spanning several partitions is
+// atomic per partition, not overall: if it fails, some partitions may hold
+// the rows and others not. Retrying the same Write converges: the copies it
+// leaves behind are identical, read once, and merged by [Lake.Compact].
+func (l *Lake) Write(ctx context.Context, ds *heal.Dataset, rec arrow.Record) error {
+	if err := ds.Validate(); err != nil {
+		return err
+	}
+	if err := ds.Check(rec); err != nil {
+		return fmt.Errorf("heal/sink: write %s: %w", ds.Name, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("heal/sink: write %s: %w", ds.Name, err)
+	}
+	if rec.NumRows() == 0 {
+		return nil
+	}
+	if err := l.checkStorable(ds); err != nil {
+		return err
+	}
+	groups := splitRows(ds, rec)
+	seq := nextSeq()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(l.conc)
+	for _, grp := range groups {
+		g.Go(func() error {
+			name := partitionDir(ds, grp.p) + seq + fileExt
+			data, err := l.encodeRows(gctx, ds, grp.p, rec, grp.rows)
+			if err != nil {
+				return fmt.Errorf("heal/sink: write %s: %w", grp.p, err)
+			}
+			if err := l.store.Put(gctx, name, data, true); err != nil {
+				return fmt.Errorf("heal/sink: write %s: %w", grp.p, err)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+type rowGroup struct {
+	p    heal.Partition
+	rows []int // indices into the record, sorted by time, one per slot
+}
+
+// splitRows groups the rows of a checked record by partition, keeping the
+// last row of each (key, time), sorted by time; partitions by key, then time.
+func splitRows(ds *heal.Dataset, rec arrow.Record) []rowGroup {
+	keys := rec.Column(ds.KeyIndex()).(*array.String)
+	ts := rec.Column(ds.TimeIndex()).(*array.Timestamp)
+	unit := ds.TimeUnit()
+	type pkey struct {
+		key   string
+		start int64
+	}
+	type acc struct {
+		p    heal.Partition
+		last map[arrow.Timestamp]int
+	}
+	byPart := make(map[pkey]*acc)
+	var order []*acc
+	for i := 0; i < int(rec.NumRows()); i++ {
+		k, v := keys.Value(i), ts.Value(i)
+		p := ds.PartitionOf(k, v.ToTime(unit))
+		pk := pkey{k, p.Start.UnixNano()}
+		a := byPart[pk]
+		if a == nil {
+			a = &acc{p: p, last: make(map[arrow.Timestamp]int)}
+			byPart[pk] = a
+			order = append(order, a)
+		}
+		a.last[v] = i // last row of a (key, time) wins
+	}
+	slices.SortFunc(order, func(a, b *acc) int {
+		if c := strings.Compare(a.p.Key, b.p.Key); c != 0 {
+			return c
+		}
+		return a.p.Start.Compare(b.p.Start)
+	})
+	out := make([]rowGroup, len(order))
+	for i, a := range order {
+		rows := make([]int, 0, len(a.last))
+		for _, r := range a.last {
+			rows = append(rows, r)
+		}
+		slices.SortFunc(rows, func(x, y int) int {
+			vx, vy := ts.Value(x), ts.Value(y)
+			switch {
+			case vx < vy:
+				return -1
+			case vx > vy:
+				return 1
+			}
+			return 0
+		})
+		out[i] = rowGroup{p: a.p, rows: rows}
+	}
+	return out
+}
+
+// encodeRows encodes rows (indices into rec) as the Parquet file of p.
+func (l *Lake) encodeRows(ctx context.Context, ds *heal.Dataset, p heal.Partition, rec arrow.Record, rows []int) ([]byte, error) {
+	part, err := takeRows(ctx, l.mem, ds, []arrow.Record{rec}, rows)
+	if err != nil {
+		return nil, err
+	}
+	defer part.Release()
+	return l.encode(ds, p, part)
+}
+
+// takeRows gathers rows of recs (which have ds's columns) into one record
+// with ds.Schema. rows index into the concatenation of recs. A record that
+// already is the result is shared rather than copied.
+func takeRows(ctx context.Context, mem memory.Allocator, ds *heal.Dataset, recs []arrow.Record, rows []int) (arrow.Record, error) {
+	if len(recs) == 1 && int64(len(rows)) == recs[0].NumRows() && isIdentity(rows) {
+		cols := recs[0].Columns()
+		return array.NewRecord(ds.Schema, cols, int64(len(rows))), nil
+	}
+	ib := array.NewInt64Builder(mem)
+	defer ib.Release()
+	ib.Reserve(len(rows))
+	for _, r := range rows {
+		ib.UnsafeAppend(int64(r))
+	}
+	idx := ib.NewInt64Array()
+	defer idx.Release()
+	cctx := compute.WithAllocator(ctx, mem)
+	cols := make([]arrow.Array, len(ds.Schema.Fields()))
+	defer func() {
+		for _, c := range cols {
+			if c != nil {
+				c.Release()
+			}
+		}
+	}()
+	for c := range cols {
+		var src arrow.Array
+		if len(recs) == 1 {
+			src = recs[0].Column(c)
+			src.Retain()
+		} else {
+			parts := make([]arrow.Array, len(recs))
+			for i, r := range recs {
+				parts[i] = r.Column(c)
+			}
+			var err error
+			if src, err = array.Concatenate(parts, mem); err != nil {
+				return nil, fmt.Errorf("concatenate %s: %w", ds.Schema.Field(c).Name, err)
+			}
+		}
+		out, err := compute.TakeArray(cctx, src, idx)
+		src.Release()
+		if err != nil {
+			return nil, fmt.Errorf("take %s: %w", ds.Schema.Field(c).Name, err)
+		}
+		cols[c] = out
+	}
+	return array.NewRecord(ds.Schema, cols, int64(len(rows))), nil
+}
+
+func isIdentity(rows []int) bool {
+	for i, r := range rows {
+		if r != i {
+			return false
+		}
+	}
+	return true
+}
+
+// encode writes rec, the sorted, deduplicated rows of p, as a Parquet file
+// with the presence index in its metadata.
+func (l *Lake) encode(ds *heal.Dataset, p heal.Partition, rec arrow.Record) ([]byte, error) {
+	slots := heal.NewSlots(p.Window(), ds.Grain)
+	ts := rec.Column(ds.TimeIndex()).(*array.Timestamp)
+	unit := ds.TimeUnit()
+	for i := 0; i < ts.Len(); i++ {
+		slots.Add(ts.Value(i).ToTime(unit))
+	}
+	sv, rv, cv, err := encodeIndex(slots, rec.NumRows())
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	fw, err := pqarrow.NewFileWriter(writeSchema(ds, rec), &buf, l.writerProps(), l.arrowProps())
+	if err != nil {
+		return nil, fmt.Errorf("parquet writer: %w", err)
+	}
+	for _, kv := range [][2]string{{mdSlots, sv}, {mdRows, rv}, {mdCRC, cv}} {
+		if err := fw.AppendKeyValueMetadata(kv[0], kv[1]); err != nil {
+			fw.Close()
+			return nil, err
+		}
+	}
+	if err := fw.Write(rec); err != nil {
+		fw.Close()
+		return nil, fmt.Errorf("parquet write: %w", err)
+	}
+	if err := fw.Close(); err != nil {
+		return nil, fmt.Errorf("parquet close: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+func (l *Lake) writerProps() *parquet.WriterProperties {
+	return parquet.NewWriterProperties(
+		parquet.WithAllocator(l.mem),
+		parquet.WithCompression(l.codec),
+		parquet.WithCreatedBy("heal (github.com/selfheal/heal)"),
+	)
+}
+
+func (l *Lake) arrowProps() pqarrow.ArrowWriterProperties {
+	return pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema(), pqarrow.WithAllocator(l.mem))
+}
+
+// writeSchema is ds.Schema, with fields the dataset declares non-nullable
+// but rec holds nulls in made nullable (Parquet cannot store a null in a
+// required column; heal compares names and types only).
+func writeSchema(ds *heal.Dataset, rec arrow.Record) *arrow.Schema {
+	var fields []arrow.Field
+	for i, f := range ds.Schema.Fields() {
+		if !f.Nullable && rec.Column(i).NullN() > 0 {
+			if fields == nil {
+				fields = ds.Schema.Fields()
+			}
+			fields[i].Nullable = true
+		}
+	}
+	if fields == nil {
+		return ds.Schema
+	}
+	md := ds.Schema.Metadata()
+	return arrow.NewSchema(fields, &md)
+}
+
+// checkStorable reports whether ds's schema survives a Parquet round trip
+// as the dataset's schema (the one exception heal repairs, timestamp[s]
+// stored as milliseconds, included), and whether the codec is available,
+// so that Write never stores a file its reads would quarantine. The answer
+// is remembered per schema.
+func (l *Lake) checkStorable(ds *heal.Dataset) error {
+	key := ds.Schema.Fingerprint()
+	if v, ok := l.storable.Load(key); ok {
+		if v == nil {
+			return nil
+		}
+		return v.(error)
+	}
+	err := l.probeStorable(ds)
+	if err != nil {
+		err = fmt.Errorf("heal/sink: dataset %q cannot be stored as Parquet: %w", ds.Name, err)
+	}
+	l.storable.Store(key, err)
+	return err
+}
+
+func (l *Lake) probeStorable(ds *heal.Dataset) error {
+	if _, err := compress.GetCodec(l.codec); err != nil {
+		return err
+	}
+	mem := memory.NewGoAllocator()
+	b := array.NewRecordBuilder(mem, ds.Schema)
+	defer b.Release()
+	rec := b.NewRecord()
+	defer rec.Release()
+	var buf bytes.Buffer
+	fw, err := pqarrow.NewFileWriter(ds.Schema, &buf, parquet.NewWriterProperties(parquet.WithAllocator(mem), parquet.WithCompression(l.codec)),
+		pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema(), pqarrow.WithAllocator(mem)))
+	if err != nil {
+		return err
+	}
+	if err := fw.Write(rec); err != nil {
+		fw.Close()
+		return err
+	}
+	if err := fw.Close(); err != nil {
+		return err
+	}
+	pf, err := file.NewParquetReader(bytes.NewReader(buf.Bytes()), file.WithReadProps(parquet.NewReaderProperties(mem)))
+	if err != nil {
+		return err
+	}
+	defer pf.Close()
+	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{}, mem)
+	if err != nil {
+		return err
+	}
+	sc, err := fr.Schema()
+	if err != nil {
+		return err
+	}
+	return checkFileSchema(ds, sc)
+}
