@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/apache/arrow/go/v17/arrow/memory"
+	"github.com/apache/arrow/go/v17/parquet/compress"
 	"github.com/selfheal/heal"
 	"github.com/selfheal/heal/healtest"
 	"github.com/selfheal/heal/sink"
@@ -41,7 +42,7 @@ func TestConformance(t *testing.T) {
 	})
 	t.Run("MemStoreZstdSerial", func(t *testing.T) {
 		healtest.RunLakeTests(t, func(context.Context, *testing.T) (healtest.LakeHarness, error) {
-			return &harness{store: sink.NewMemStore(), opts: sink.Options{Concurrency: 1, Compression: compressZstd}}, nil
+			return &harness{store: sink.NewMemStore(), opts: sink.Options{Concurrency: 1, Compression: compress.Codecs.Zstd}}, nil
 		})
 	})
 }
