@@ -128,9 +128,13 @@ func (e *Engine) Heal(ctx context.Context, w Window) (*CycleReport, error) {
 		return rep, err
 	}
 
-	if e.compactor != nil && len(a.crowded) > 0 {
-		n, err := e.compact(ctx, a.crowded)
+	if e.compactor != nil && (len(a.crowded) > 0 || rep.Repaired > 0) {
+		// One pass over the window: the partitions the audit found crowded
+		// and those the repair just added files to.
+		n, err := e.compactor.Compact(ctx, e.ds, Query{Keys: e.opts.Keys, Window: w})
 		rep.Compacted = n
+		e.stats.add(&e.stats.Compacted, n)
+		e.observe(Event{Kind: EventCompact, Window: w, Rows: n})
 		if err != nil {
 			e.log.Warn("compaction failed; it is retried next cycle", "err", err)
 		}
@@ -488,18 +492,3 @@ func (e *Engine) newBackOff() backoff.BackOff {
 type clockAdapter struct{ c Clock }
 
 func (a clockAdapter) Now() time.Time { return a.c.Now() }
-
-// compact rewrites the crowded partitions, grouped per key.
-func (e *Engine) compact(ctx context.Context, parts []Partition) (int, error) {
-	total := 0
-	for _, p := range parts {
-		n, err := e.compactor.Compact(ctx, e.ds, Query{Keys: []string{p.Key}, Window: p.Window()})
-		total += n
-		if err != nil {
-			return total, err
-		}
-	}
-	e.stats.add(&e.stats.Compacted, total)
-	e.observe(Event{Kind: EventCompact, Rows: total})
-	return total, nil
-}

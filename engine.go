@@ -107,6 +107,9 @@ func New(ds *Dataset, src Source, lake Lake, opts *Options) (*Engine, error) {
 	if o.Settle <= 0 {
 		o.Settle = ds.Grain
 	}
+	if o.CompactEvery <= 0 {
+		o.CompactEvery = 60
+	}
 	if o.ReprobeAfter == 0 {
 		o.ReprobeAfter = 6 * time.Hour
 	}
@@ -274,14 +277,32 @@ func (e *Engine) Acquire(ctx context.Context, t time.Time) (int, error) {
 	}
 	e.stats.add(&e.stats.RowsWritten, rows)
 	e.observe(Event{Kind: EventWrite, Window: w, Live: true, Rows: rows})
-	if rows > 0 {
-		i := e.idx(slot)
-		dirty := map[string]span.Set{}
-		for _, k := range got {
-			dirty[k] = span.Set{{Lo: i, Hi: i + 1}}
+	if rows == 0 {
+		return 0, nil
+	}
+	// Derive the output windows this tick closes. An open window (the
+	// current hour) is derived when its last slot lands, so a bar is never
+	// published half-built; Heal derives any window the loop missed.
+	end := slot.Add(e.ds.Grain)
+	var tasks []deriveTask
+	for _, t := range e.opts.Transformers {
+		for _, out := range t.Affected(Window{end.Add(-e.ds.Grain), end}) {
+			if !out.End.After(end) {
+				for _, k := range got {
+					tasks = append(tasks, deriveTask{t, k, out})
+				}
+			}
 		}
-		if _, err := e.resynth(ctx, dirty, false); err != nil {
-			return rows, err
+	}
+	if _, err := e.runDerives(ctx, tasks, nil, false); err != nil {
+		return rows, err
+	}
+	// Micro-batches make one file per tick; fold them every CompactEvery
+	// slots so partitions stay a handful of files between audits.
+	if e.compactor != nil && (e.idx(slot)+1)%int64(e.opts.CompactEvery) == 0 {
+		p := e.ds.PartitionOf("", slot)
+		if _, err := e.compactor.Compact(ctx, e.ds, Query{Keys: got, Window: p.Window()}); err != nil {
+			e.log.Warn("compaction failed; it is retried later", "err", err)
 		}
 	}
 	return rows, nil

@@ -45,6 +45,9 @@ type Options struct {
 	// ReprobeAfter is how long after its alarm an unrepairable gap is tried
 	// once more (a source may publish late). 0: 6h; <0: never.
 	ReprobeAfter time.Duration
+	// CompactEvery is how many live slots pass between compactions of the
+	// partitions the live path writes (one file per tick). 0: 60.
+	CompactEvery int
 	// Observer, if set, is told of every event as it happens, for metrics.
 	Observer Observer
 }
