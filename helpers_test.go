@@ -162,7 +162,7 @@ type manualClock struct {
 	t  time.Time
 }
 
-func (c *manualClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *manualClock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *manualClock) Set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
 func (c *manualClock) After(d time.Duration) <-chan time.Time {
 	c.mu.Lock()

@@ -100,6 +100,7 @@ type ledger struct {
 	st      *ledgerState
 	read    map[string]bool // objects folded already
 	objects int             // objects in the log since the last snapshot
+	last    int64           // the last name's time, to keep names increasing
 	pending []ledgerEvent
 }
 
@@ -135,6 +136,10 @@ func (l *ledger) load(ctx context.Context) error {
 		}
 		l.read[n] = true
 		l.objects++
+		var t int64
+		if _, err := fmt.Sscanf(strings.TrimPrefix(n, l.prefix), "%d-", &t); err == nil && t > l.last {
+			l.last = t // a restarted engine writes after what it read, even if its clock is behind
+		}
 	}
 	return nil
 }
@@ -221,10 +226,20 @@ func (l *ledger) snapshot(ctx context.Context) error {
 	return nil
 }
 
+// seq names the next object: time, then a random suffix that keeps two
+// engines apart. Within one engine names strictly increase even when the
+// clock stands still, so the log folds in the order it was written.
 func (l *ledger) seq() string {
 	var r [4]byte
 	_, _ = rand.Read(r[:])
-	return fmt.Sprintf("%020d-%s", l.clock.Now().UnixNano(), hex.EncodeToString(r[:]))
+	l.mu.Lock()
+	n := l.clock.Now().UnixNano()
+	if n <= l.last {
+		n = l.last + 1
+	}
+	l.last = n
+	l.mu.Unlock()
+	return fmt.Sprintf("%020d-%s", n, hex.EncodeToString(r[:]))
 }
 
 func (l *ledger) slot(key string, i int64) *slotState {
@@ -290,7 +305,14 @@ func (l *ledger) apply(ev ledgerEvent) {
 		})
 	case "alarm":
 		if ev.Alarm != nil {
+			// Flags only ever turn on, so folding two engines' logs in any
+			// order never un-delivers an alarm.
 			a := *ev.Alarm
+			if old := st.Alarms[a.ID]; old != nil {
+				a.Delivered = a.Delivered || old.Delivered
+				a.Resolved = a.Resolved || old.Resolved
+				a.Notified = a.Notified || old.Notified
+			}
 			st.Alarms[a.ID] = &a
 		}
 	case "resolved":
