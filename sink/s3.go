@@ -166,20 +166,6 @@ func (s *S3Store) key(name string) string { return s.prefix + name }
 
 func (s *S3Store) where(name string) string { return "s3://" + s.bucket + "/" + s.prefix + name }
 
-// checkName enforces the Store's naming rule, so a bad name never reaches
-// the bucket outside the prefix.
-func checkName(name string) error {
-	if name == "" || strings.HasPrefix(name, "/") {
-		return fmt.Errorf("heal/sink: invalid object name %q", name)
-	}
-	for _, el := range strings.Split(name, "/") {
-		if el == "" || el == "." || el == ".." {
-			return fmt.Errorf("heal/sink: invalid object name %q", name)
-		}
-	}
-	return nil
-}
-
 // Put stores data under name: one PutObject up to PartSize, a multipart
 // upload above it. With ifAbsent it is a conditional write (If-None-Match:
 // *) and a name already taken gives an error for which
@@ -188,7 +174,7 @@ func (s *S3Store) Put(ctx context.Context, name string, data []byte, ifAbsent bo
 	if s.optErr != nil {
 		return s.optErr
 	}
-	if err := checkName(name); err != nil {
+	if err := validName(name); err != nil {
 		return heal.Permanent(err)
 	}
 	if int64(len(data)) > s.partSize {
@@ -303,7 +289,7 @@ func (s *S3Store) putMultipart(ctx context.Context, name string, data []byte, if
 // which errors.Is(err, heal.ErrNotFound). Reads made through the Object use
 // ctx: they fail once it ends.
 func (s *S3Store) Open(ctx context.Context, name string) (Object, error) {
-	if err := checkName(name); err != nil {
+	if err := validName(name); err != nil {
 		return nil, heal.Permanent(err)
 	}
 	h, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.key(name))})
@@ -350,8 +336,8 @@ func (s *S3Store) List(ctx context.Context, prefix string, fn func(ObjectInfo) e
 		}
 		for _, o := range out.Contents {
 			k := aws.ToString(o.Key)
-			if !strings.HasPrefix(k, s.prefix) {
-				continue
+			if !strings.HasPrefix(k, s.prefix) || validName(k[len(s.prefix):]) != nil {
+				continue // like DirStore and MemStore: no dot elements (.DS_Store, ._SUCCESS.crc)
 			}
 			if k <= last {
 				// S3 lists in UTF-8 binary order; a server that does not
@@ -372,7 +358,7 @@ func (s *S3Store) List(ctx context.Context, prefix string, fn func(ObjectInfo) e
 
 // Delete removes name; a missing name is not an error.
 func (s *S3Store) Delete(ctx context.Context, name string) error {
-	if err := checkName(name); err != nil {
+	if err := validName(name); err != nil {
 		return heal.Permanent(err)
 	}
 	_, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.key(name))})

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/selfheal/heal"
+	"github.com/selfheal/heal/healtest"
 	"github.com/selfheal/heal/internal/awstest"
 	"github.com/selfheal/heal/sink"
 )
@@ -42,7 +43,7 @@ var s3Servers = []s3Server{
 	{name: "versitygw", client: awstest.ExternalS3, conditionalMultipart: true},
 }
 
-func forEachS3(t *testing.T, f func(t *testing.T, srv s3Server)) {
+func s3ForEach(t *testing.T, f func(t *testing.T, srv s3Server)) {
 	for _, srv := range s3Servers {
 		t.Run(srv.name, func(t *testing.T) {
 			t.Parallel()
@@ -51,13 +52,13 @@ func forEachS3(t *testing.T, f func(t *testing.T, srv s3Server)) {
 	}
 }
 
-func ctxT(t *testing.T) context.Context {
+func s3Ctx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
 }
 
-func randBytes(t testing.TB, n int) []byte {
+func s3RandBytes(t testing.TB, n int) []byte {
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
 		t.Fatal(err)
@@ -65,9 +66,9 @@ func randBytes(t testing.TB, n int) []byte {
 	return b
 }
 
-func readAll(t *testing.T, st sink.Store, name string) []byte {
+func s3ReadAll(t *testing.T, st sink.Store, name string) []byte {
 	t.Helper()
-	o, err := st.Open(ctxT(t), name)
+	o, err := st.Open(s3Ctx(t), name)
 	if err != nil {
 		t.Fatalf("open %s: %v", name, err)
 	}
@@ -79,10 +80,10 @@ func readAll(t *testing.T, st sink.Store, name string) []byte {
 	return b
 }
 
-func listNames(t *testing.T, st sink.Store, prefix string) []string {
+func s3ListNames(t *testing.T, st sink.Store, prefix string) []string {
 	t.Helper()
 	var names []string
-	if err := st.List(ctxT(t), prefix, func(oi sink.ObjectInfo) error {
+	if err := st.List(s3Ctx(t), prefix, func(oi sink.ObjectInfo) error {
 		names = append(names, oi.Name)
 		return nil
 	}); err != nil {
@@ -92,12 +93,12 @@ func listNames(t *testing.T, st sink.Store, prefix string) []string {
 }
 
 func TestS3StoreRoundTrip(t *testing.T) {
-	forEachS3(t, func(t *testing.T, srv s3Server) {
+	s3ForEach(t, func(t *testing.T, srv s3Server) {
 		c, bucket := srv.client(t)
 		st := sink.NewS3Store(c, bucket, "lake/", nil)
-		ctx := ctxT(t)
+		ctx := s3Ctx(t)
 		// 200 KiB: reads before and within the cached 64 KiB tail.
-		data := randBytes(t, 200<<10)
+		data := s3RandBytes(t, 200<<10)
 		if err := st.Put(ctx, "ds/k=a/date=2024-01-02/1.parquet", data, false); err != nil {
 			t.Fatal(err)
 		}
@@ -160,7 +161,7 @@ func TestS3StoreRoundTrip(t *testing.T) {
 		if err := st.Put(ctx, "ds/k=a/date=2024-01-02/1.parquet", []byte("v2"), false); err != nil {
 			t.Fatal(err)
 		}
-		if got := readAll(t, st, "ds/k=a/date=2024-01-02/1.parquet"); string(got) != "v2" {
+		if got := s3ReadAll(t, st, "ds/k=a/date=2024-01-02/1.parquet"); string(got) != "v2" {
 			t.Fatalf("after overwrite: %q", got)
 		}
 		// Empty objects are objects.
@@ -180,10 +181,10 @@ func TestS3StoreRoundTrip(t *testing.T) {
 }
 
 func TestS3StoreNotFoundAndDelete(t *testing.T) {
-	forEachS3(t, func(t *testing.T, srv s3Server) {
+	s3ForEach(t, func(t *testing.T, srv s3Server) {
 		c, bucket := srv.client(t)
 		st := sink.NewS3Store(c, bucket, "p", nil)
-		ctx := ctxT(t)
+		ctx := s3Ctx(t)
 		if _, err := st.Open(ctx, "missing/x"); !errors.Is(err, heal.ErrNotFound) {
 			t.Fatalf("Open missing = %v, want ErrNotFound", err)
 		}
@@ -199,7 +200,7 @@ func TestS3StoreNotFoundAndDelete(t *testing.T) {
 		if _, err := st.Open(ctx, "a/b"); !errors.Is(err, heal.ErrNotFound) {
 			t.Fatalf("Open deleted = %v, want ErrNotFound", err)
 		}
-		if n := listNames(t, st, ""); len(n) != 0 {
+		if n := s3ListNames(t, st, ""); len(n) != 0 {
 			t.Fatalf("listed after delete: %v", n)
 		}
 		// Names the Store contract forbids never reach the bucket.
@@ -220,9 +221,9 @@ func TestS3StoreNotFoundAndDelete(t *testing.T) {
 }
 
 func TestS3StoreList(t *testing.T) {
-	forEachS3(t, func(t *testing.T, srv s3Server) {
+	s3ForEach(t, func(t *testing.T, srv s3Server) {
 		c, bucket := srv.client(t)
-		ctx := ctxT(t)
+		ctx := s3Ctx(t)
 		// Names chosen so a directory-walking server would misorder them:
 		// '-' (0x2d) and '.' (0x2e) sort before '/' (0x2f).
 		names := []string{"a-b", "a.c", "a/b", "a/c/d", "a0", "b/x=1/y", "b/x=10/y", "b/x=2/y", "c"}
@@ -238,13 +239,13 @@ func TestS3StoreList(t *testing.T) {
 		}
 		want := append([]string(nil), names...)
 		sort.Strings(want)
-		if got := listNames(t, st, ""); strings.Join(got, ",") != strings.Join(want, ",") {
+		if got := s3ListNames(t, st, ""); strings.Join(got, ",") != strings.Join(want, ",") {
 			t.Fatalf("List = %v, want %v", got, want)
 		}
-		if got := listNames(t, st, "b/"); strings.Join(got, ",") != "b/x=1/y,b/x=10/y,b/x=2/y" {
+		if got := s3ListNames(t, st, "b/"); strings.Join(got, ",") != "b/x=1/y,b/x=10/y,b/x=2/y" {
 			t.Fatalf("List(b/) = %v", got)
 		}
-		if got := listNames(t, st, "a/"); strings.Join(got, ",") != "a/b,a/c/d" {
+		if got := s3ListNames(t, st, "a/"); strings.Join(got, ",") != "a/b,a/c/d" {
 			t.Fatalf("List(a/) = %v", got)
 		}
 		var sizes int64
@@ -271,9 +272,9 @@ func TestS3StoreList(t *testing.T) {
 // ListObjectsV2 page can hold, both with the server's default page size
 // and with a small one.
 func TestS3StoreListPaging(t *testing.T) {
-	forEachS3(t, func(t *testing.T, srv s3Server) {
+	s3ForEach(t, func(t *testing.T, srv s3Server) {
 		c, bucket := srv.client(t)
-		ctx := ctxT(t)
+		ctx := s3Ctx(t)
 		const n = 1050
 		st := sink.NewS3Store(c, bucket, "many", nil)
 		g, gctx := errgroup.WithContext(ctx)
@@ -286,7 +287,7 @@ func TestS3StoreListPaging(t *testing.T) {
 		}
 		for _, page := range []int32{0, 97} {
 			st := sink.NewS3Store(c, bucket, "many", &sink.S3Options{PageSize: page})
-			got := listNames(t, st, "k/")
+			got := s3ListNames(t, st, "k/")
 			if len(got) != n {
 				t.Fatalf("page size %d: listed %d, want %d", page, len(got), n)
 			}
@@ -300,10 +301,10 @@ func TestS3StoreListPaging(t *testing.T) {
 }
 
 func TestS3StoreCreateOnly(t *testing.T) {
-	forEachS3(t, func(t *testing.T, srv s3Server) {
+	s3ForEach(t, func(t *testing.T, srv s3Server) {
 		c, bucket := srv.client(t)
 		st := sink.NewS3Store(c, bucket, "", nil)
-		ctx := ctxT(t)
+		ctx := s3Ctx(t)
 		if err := st.Put(ctx, "_heal/ledger/1", []byte("first"), true); err != nil {
 			t.Fatal(err)
 		}
@@ -314,7 +315,7 @@ func TestS3StoreCreateOnly(t *testing.T) {
 		if heal.IsPermanent(err) {
 			t.Fatalf("ErrExist is a condition, not a permanent failure: %v", err)
 		}
-		if got := readAll(t, st, "_heal/ledger/1"); string(got) != "first" {
+		if got := s3ReadAll(t, st, "_heal/ledger/1"); string(got) != "first" {
 			t.Fatalf("the loser overwrote the winner: %q", got)
 		}
 	})
@@ -323,10 +324,10 @@ func TestS3StoreCreateOnly(t *testing.T) {
 // TestS3StoreCreateOnlyRace: concurrent create-only puts of one name have
 // exactly one winner, and what is stored is the winner's.
 func TestS3StoreCreateOnlyRace(t *testing.T) {
-	forEachS3(t, func(t *testing.T, srv s3Server) {
+	s3ForEach(t, func(t *testing.T, srv s3Server) {
 		c, bucket := srv.client(t)
 		st := sink.NewS3Store(c, bucket, "race", nil)
-		ctx := ctxT(t)
+		ctx := s3Ctx(t)
 		for round := range 5 {
 			name := fmt.Sprintf("lock/%d", round)
 			const writers = 12
@@ -356,7 +357,7 @@ func TestS3StoreCreateOnlyRace(t *testing.T) {
 			if wins.Load() != 1 {
 				t.Fatalf("round %d: %d winners, want exactly 1", round, wins.Load())
 			}
-			if got := readAll(t, st, name); string(got) != <-winner {
+			if got := s3ReadAll(t, st, name); string(got) != <-winner {
 				t.Fatalf("round %d: stored %q is not the winner's", round, got)
 			}
 		}
@@ -364,19 +365,19 @@ func TestS3StoreCreateOnlyRace(t *testing.T) {
 }
 
 func TestS3StoreMultipart(t *testing.T) {
-	forEachS3(t, func(t *testing.T, srv s3Server) {
+	s3ForEach(t, func(t *testing.T, srv s3Server) {
 		var parts atomic.Int32
-		c, bucket := srv.client(t, countOps(map[string]*atomic.Int32{"UploadPart": &parts}))
+		c, bucket := srv.client(t, s3CountOps(map[string]*atomic.Int32{"UploadPart": &parts}))
 		st := sink.NewS3Store(c, bucket, "mp", &sink.S3Options{PartSize: 1}) // raised to 5 MiB
-		ctx := ctxT(t)
-		data := randBytes(t, 11<<20+123)
+		ctx := s3Ctx(t)
+		data := s3RandBytes(t, 11<<20+123)
 		if err := st.Put(ctx, "big.parquet", data, true); err != nil {
 			t.Fatal(err)
 		}
 		if parts.Load() != 3 {
 			t.Fatalf("uploaded %d parts, want 3 of 5 MiB", parts.Load())
 		}
-		if got := readAll(t, st, "big.parquet"); !bytes.Equal(got, data) {
+		if got := s3ReadAll(t, st, "big.parquet"); !bytes.Equal(got, data) {
 			t.Fatalf("read back %d bytes, not what was written", len(got))
 		}
 		if !srv.conditionalMultipart {
@@ -387,10 +388,10 @@ func TestS3StoreMultipart(t *testing.T) {
 		if !errors.Is(err, heal.ErrExist) {
 			t.Fatalf("create-only multipart over an existing object = %v, want ErrExist", err)
 		}
-		if got := readAll(t, st, "big.parquet"); !bytes.Equal(got, data) {
+		if got := s3ReadAll(t, st, "big.parquet"); !bytes.Equal(got, data) {
 			t.Fatal("the losing multipart upload replaced the object")
 		}
-		assertNoUploads(t, c, bucket)
+		s3AssertNoUploads(t, c, bucket)
 	})
 }
 
@@ -398,7 +399,7 @@ func TestS3StoreMultipart(t *testing.T) {
 // part refused or by the caller's ctx ending, is aborted: no upload is
 // left pending and no object appears.
 func TestS3StoreMultipartAborted(t *testing.T) {
-	forEachS3(t, func(t *testing.T, srv s3Server) {
+	s3ForEach(t, func(t *testing.T, srv s3Server) {
 		var aborts atomic.Int32
 		fault := func(o *s3.Options) {
 			o.APIOptions = append(o.APIOptions, func(stack *middleware.Stack) error {
@@ -410,17 +411,17 @@ func TestS3StoreMultipartAborted(t *testing.T) {
 				}), middleware.Before)
 			})
 		}
-		c, bucket := srv.client(t, fault, countOps(map[string]*atomic.Int32{"AbortMultipartUpload": &aborts}))
+		c, bucket := srv.client(t, fault, s3CountOps(map[string]*atomic.Int32{"AbortMultipartUpload": &aborts}))
 		st := sink.NewS3Store(c, bucket, "", &sink.S3Options{PartSize: 5 << 20, Concurrency: 1})
-		ctx := ctxT(t)
-		err := st.Put(ctx, "failed.parquet", randBytes(t, 12<<20), false)
+		ctx := s3Ctx(t)
+		err := st.Put(ctx, "failed.parquet", s3RandBytes(t, 12<<20), false)
 		if err == nil || !strings.Contains(err.Error(), "injected fault") {
 			t.Fatalf("Put = %v, want the injected fault", err)
 		}
 		if aborts.Load() != 1 {
 			t.Fatalf("%d AbortMultipartUpload calls, want 1", aborts.Load())
 		}
-		assertNoUploads(t, c, bucket)
+		s3AssertNoUploads(t, c, bucket)
 		if _, err := st.Open(ctx, "failed.parquet"); !errors.Is(err, heal.ErrNotFound) {
 			t.Fatalf("a failed upload left an object: %v", err)
 		}
@@ -440,16 +441,16 @@ func TestS3StoreMultipartAborted(t *testing.T) {
 		st2 := sink.NewS3Store(slow, bucket2, "", nil)
 		cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 		defer cancel()
-		if err := st2.Put(cctx, "canceled.parquet", randBytes(t, 17<<20), false); !errors.Is(err, context.DeadlineExceeded) {
+		if err := st2.Put(cctx, "canceled.parquet", s3RandBytes(t, 17<<20), false); !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("Put with an expiring ctx = %v", err)
 		}
-		assertNoUploads(t, slow, bucket2)
+		s3AssertNoUploads(t, slow, bucket2)
 	})
 }
 
-func assertNoUploads(t *testing.T, c *s3.Client, bucket string) {
+func s3AssertNoUploads(t *testing.T, c *s3.Client, bucket string) {
 	t.Helper()
-	out, err := c.ListMultipartUploads(ctxT(t), &s3.ListMultipartUploadsInput{Bucket: aws.String(bucket)})
+	out, err := c.ListMultipartUploads(s3Ctx(t), &s3.ListMultipartUploadsInput{Bucket: aws.String(bucket)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -459,7 +460,7 @@ func assertNoUploads(t *testing.T, c *s3.Client, bucket string) {
 }
 
 // countOps counts calls of the named operations.
-func countOps(counters map[string]*atomic.Int32) func(*s3.Options) {
+func s3CountOps(counters map[string]*atomic.Int32) func(*s3.Options) {
 	return func(o *s3.Options) {
 		o.APIOptions = append(o.APIOptions, func(stack *middleware.Stack) error {
 			return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("count", func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
@@ -512,11 +513,11 @@ func TestS3StoreSSE(t *testing.T) {
 		var rec recordHeaders
 		c, bucket := awstest.GoFakeS3(t, rec.option)
 		st := sink.NewS3Store(c, bucket, "", &sink.S3Options{SSE: "aws:kms", KMSKeyID: "alias/heal-test", PartSize: 5 << 20})
-		ctx := ctxT(t)
+		ctx := s3Ctx(t)
 		if err := st.Put(ctx, "small", []byte("x"), true); err != nil {
 			t.Fatal(err)
 		}
-		if err := st.Put(ctx, "big", randBytes(t, 6<<20), false); err != nil {
+		if err := st.Put(ctx, "big", s3RandBytes(t, 6<<20), false); err != nil {
 			t.Fatal(err)
 		}
 		for _, op := range []string{"PutObject", "CreateMultipartUpload"} {
@@ -535,7 +536,7 @@ func TestS3StoreSSE(t *testing.T) {
 		var rec recordHeaders
 		c, bucket := awstest.ExternalS3(t, rec.option)
 		st := sink.NewS3Store(c, bucket, "", &sink.S3Options{SSE: "AES256"})
-		ctx := ctxT(t)
+		ctx := s3Ctx(t)
 		if err := st.Put(ctx, "enc", []byte("secret data"), false); err != nil {
 			t.Fatal(err)
 		}
@@ -547,7 +548,7 @@ func TestS3StoreSSE(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("versitygw reports ServerSideEncryption %q for the object", h.ServerSideEncryption)
-		if got := readAll(t, st, "enc"); string(got) != "secret data" {
+		if got := s3ReadAll(t, st, "enc"); string(got) != "secret data" {
 			t.Fatalf("read back %q", got)
 		}
 	})
@@ -555,7 +556,7 @@ func TestS3StoreSSE(t *testing.T) {
 		c, bucket := awstest.GoFakeS3(t)
 		for _, o := range []sink.S3Options{{SSE: "aws:kms:dsse"}, {SSE: "AES256", KMSKeyID: "k"}} {
 			st := sink.NewS3Store(c, bucket, "", &o)
-			if err := st.Put(ctxT(t), "x", nil, false); !heal.IsPermanent(err) {
+			if err := st.Put(s3Ctx(t), "x", nil, false); !heal.IsPermanent(err) {
 				t.Errorf("options %+v: Put = %v, want a permanent error", o, err)
 			}
 		}
@@ -568,7 +569,7 @@ func TestS3StoreAuthIsPermanent(t *testing.T) {
 	ep := awstest.Endpoint(t, awstest.EnvS3Endpoint, "versitygw")
 	c := awstest.S3Client(awstest.Config("heal-ci", "wrong-secret-value"), ep)
 	st := sink.NewS3Store(c, "heal-none", "", nil)
-	err := st.Put(ctxT(t), "x", []byte("x"), false)
+	err := st.Put(s3Ctx(t), "x", []byte("x"), false)
 	if !heal.IsPermanent(err) {
 		t.Fatalf("Put with wrong credentials = %v, want permanent", err)
 	}
@@ -615,7 +616,7 @@ func TestOpenS3(t *testing.T) {
 	t.Setenv("AWS_CONFIG_FILE", "/dev/null")
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	ctx := ctxT(t)
+	ctx := s3Ctx(t)
 	st, err := sink.OpenS3(ctx, "s3://"+bucket+"/via/url?region=us-east-1&use_path_style=true", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -626,7 +627,27 @@ func TestOpenS3(t *testing.T) {
 	if err := st.Put(ctx, "x", []byte("hello"), true); err != nil {
 		t.Fatal(err)
 	}
-	if got := readAll(t, st, "x"); string(got) != "hello" {
+	if got := s3ReadAll(t, st, "x"); string(got) != "hello" {
 		t.Fatalf("read back %q", got)
 	}
+}
+
+// TestS3StoreContract runs the Store checks DirStore and MemStore pass.
+func TestS3StoreContract(t *testing.T) {
+	s3ForEach(t, func(t *testing.T, srv s3Server) {
+		c, bucket := srv.client(t)
+		testStore(t, sink.NewS3Store(c, bucket, "store", nil))
+	})
+}
+
+// TestS3Conformance runs the shared Lake conformance suite over
+// sink.NewLake on an S3Store, on each server. Each case gets a bucket of
+// its own.
+func TestS3Conformance(t *testing.T) {
+	s3ForEach(t, func(t *testing.T, srv s3Server) {
+		healtest.RunLakeTests(t, func(_ context.Context, t *testing.T) (healtest.LakeHarness, error) {
+			c, bucket := srv.client(t)
+			return &harness{store: sink.NewS3Store(c, bucket, "lake", nil)}, nil
+		})
+	})
 }
