@@ -61,6 +61,9 @@ func newSynth(mem memory.Allocator) *synth {
 func (s *synth) Limits() heal.Limits { return s.limits }
 
 func (s *synth) Fetch(ctx context.Context, req heal.Request) (arrow.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	b := array.NewRecordBuilder(s.mem, s.ds.Schema)
 	defer b.Release()
 	if req.Live {
