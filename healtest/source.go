@@ -68,7 +68,9 @@ func RunSourceTests(t *testing.T, newHarness SourceHarnessMaker) {
 		{"HistoryAtMaxWindow", testSourceMaxWindow},
 		{"NoData", testSourceNoData},
 		{"Live", testSourceLive},
-		{"Unauthorized", func(t *testing.T, h SourceHarness, mem memory.Allocator) { testSourceCondition(t, h, mem, Unauthorized) }},
+		{"Unauthorized", func(t *testing.T, h SourceHarness, mem memory.Allocator) {
+			testSourceCondition(t, h, mem, Unauthorized)
+		}},
 		{"Unavailable", func(t *testing.T, h SourceHarness, mem memory.Allocator) { testSourceCondition(t, h, mem, Unavailable) }},
 		{"RateLimited", func(t *testing.T, h SourceHarness, mem memory.Allocator) { testSourceCondition(t, h, mem, RateLimited) }},
 		{"CanceledContext", testSourceCanceled},
