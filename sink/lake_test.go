@@ -206,7 +206,7 @@ func TestSecondsRoundTrip(t *testing.T) {
 
 // plainParquet encodes rec as a Parquet file the way another tool would:
 // no heal index, with extra key-value metadata.
-func plainParquet(t *testing.T, rec arrow.Record, kv map[string]string) []byte {
+func plainParquet(t testing.TB, rec arrow.Record, kv map[string]string) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	fw, err := pqarrow.NewFileWriter(rec.Schema(), &buf, parquet.NewWriterProperties(), pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))

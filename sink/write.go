@@ -139,9 +139,16 @@ func (l *Lake) encodeRows(ctx context.Context, ds *heal.Dataset, p heal.Partitio
 // with ds.Schema. rows index into the concatenation of recs. A record that
 // already is the result is shared rather than copied.
 func takeRows(ctx context.Context, mem memory.Allocator, ds *heal.Dataset, recs []arrow.Record, rows []int) (arrow.Record, error) {
-	if len(recs) == 1 && int64(len(rows)) == recs[0].NumRows() && isIdentity(rows) {
-		cols := recs[0].Columns()
-		return array.NewRecord(ds.Schema, cols, int64(len(rows))), nil
+	if len(recs) == 1 && len(rows) > 0 && isRun(rows) {
+		// A run of consecutive rows (a whole record, or one partition of a
+		// micro-batch) is a zero-copy slice.
+		lo, hi := int64(rows[0]), int64(rows[0]+len(rows))
+		if lo == 0 && hi == recs[0].NumRows() {
+			return array.NewRecord(ds.Schema, recs[0].Columns(), hi), nil
+		}
+		sl := recs[0].NewSlice(lo, hi)
+		defer sl.Release()
+		return array.NewRecord(ds.Schema, sl.Columns(), hi-lo), nil
 	}
 	ib := array.NewInt64Builder(mem)
 	defer ib.Release()
@@ -185,9 +192,10 @@ func takeRows(ctx context.Context, mem memory.Allocator, ds *heal.Dataset, recs 
 	return array.NewRecord(ds.Schema, cols, int64(len(rows))), nil
 }
 
-func isIdentity(rows []int) bool {
+// isRun reports whether rows are consecutive and ascending.
+func isRun(rows []int) bool {
 	for i, r := range rows {
-		if r != i {
+		if r != rows[0]+i {
 			return false
 		}
 	}

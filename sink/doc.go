@@ -1,0 +1,35 @@
+// Package sink holds where heal's data lands: the Parquet [Lake], which
+// implements [heal.Lake], [heal.Compactor] and [heal.MetaStore] over any
+// object [Store], and the stores themselves: [DirStore] on local disk,
+// [MemStore] in memory and [S3Store] on S3.
+//
+// The split follows gocloud.dev: a Store is the small driver (put, open,
+// list, delete, with create-only puts), and everything about the lake (the
+// Hive layout, newest-wins precedence, the presence index in each file's
+// footer, quarantine of unusable files, compaction) is written once, in
+// Lake. A new backend needs only a Store; [github.com/selfheal/heal/healtest]
+// checks the result.
+//
+//	lake, err := sink.OpenDir("/var/lib/heal", nil)          // local disk
+//	lake := sink.NewLake(sink.NewS3Store(client, "bucket", "lake/", nil), nil)
+//
+// # Errors
+//
+// Errors are wrapped with %w and prefixed "heal/sink:". Check conditions
+// with errors.Is: heal.ErrNotFound (a missing object or ledger entry),
+// heal.ErrExist (a create-only put lost the race), heal.ErrSchemaMismatch,
+// and errors.As for the *heal.InputError Write returns for bad input.
+//
+// # Concurrency
+//
+// Every method of Lake and the stores may be called concurrently, from one
+// process or several sharing the storage: files are created once and never
+// modified, compaction only deletes the files it merged, and readers that
+// find a file gone list its partition again.
+//
+// # Memory
+//
+// Lake allocates every Arrow and Parquet buffer from Options.Allocator.
+// Records a Scan yields are valid until the next call to Next; the caller
+// releases the reader.
+package sink
