@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/selfheal/heal"
+	"golang.org/x/sync/errgroup"
 )
 
 // tempCleaner is implemented by stores that leave temporary files behind
@@ -19,7 +21,8 @@ type tempCleaner interface {
 // (whole partitions overlapping q.Window) that is stored in more than one
 // file, or whose single file holds a (key, time) twice, is rewritten as one
 // file (newest wins), then its inputs are deleted. It reports how many
-// partitions it rewrote.
+// partitions it rewrote. Up to Options.Concurrency partitions are merged at
+// once, so memory is bounded by that many partitions.
 //
 // The merged file carries the greatest seq of its inputs, so a write that
 // lands during the compaction keeps its rank, and it is never among the
@@ -43,35 +46,39 @@ func (l *Lake) Compact(ctx context.Context, ds *heal.Dataset, q heal.Query) (int
 	if err != nil {
 		return 0, fmt.Errorf("heal/sink: compact %s: %w", ds.Name, err)
 	}
-	n := 0
+	var n atomic.Int64
+	lim := newLimiter(l.conc)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(l.conc)
 	for _, pf := range parts {
-		if err := ctx.Err(); err != nil {
-			return n, fmt.Errorf("heal/sink: compact %s: %w", ds.Name, err)
-		}
-		if len(pf.files) == 1 {
-			dup, err := l.hasDuplicates(ctx, ds, pf)
+		g.Go(func() error {
+			if len(pf.files) == 1 {
+				dup, err := l.hasDuplicates(gctx, ds, pf, lim)
+				if err != nil {
+					return fmt.Errorf("heal/sink: compact %s: %w", pf.p, err)
+				}
+				if !dup {
+					return nil
+				}
+			}
+			done, err := l.compactPartition(gctx, ds, pf)
+			if done {
+				n.Add(1)
+			}
 			if err != nil {
-				return n, fmt.Errorf("heal/sink: compact %s: %w", pf.p, err)
+				return fmt.Errorf("heal/sink: compact %s: %w", pf.p, err)
 			}
-			if !dup {
-				continue
-			}
-		}
-		done, err := l.compactPartition(ctx, ds, pf)
-		if err != nil {
-			return n, fmt.Errorf("heal/sink: compact %s: %w", pf.p, err)
-		}
-		if done {
-			n++
-		}
+			return nil
+		})
 	}
-	return n, nil
+	err = g.Wait()
+	return int(n.Load()), err
 }
 
 // hasDuplicates reports whether the single file of pf holds a slot twice.
 // Files heal wrote never do; only files without a valid index are read.
-func (l *Lake) hasDuplicates(ctx context.Context, ds *heal.Dataset, pf *partFiles) (bool, error) {
-	info, err := l.inventoryPartition(ctx, ds, pf, heal.Window{})
+func (l *Lake) hasDuplicates(ctx context.Context, ds *heal.Dataset, pf *partFiles, lim limiter) (bool, error) {
+	info, err := l.inventoryPartition(ctx, ds, pf, heal.Window{}, lim)
 	if err != nil {
 		return false, err
 	}

@@ -13,7 +13,7 @@ import (
 
 // The write-time presence index, in each file's key-value metadata.
 const (
-	mdSlots = "heal.slots" // base64 of heal.Slots.MarshalBinary over the partition at the grain
+	mdSlots = "heal.slots" // base64 of heal.Slots.MarshalBinary at the grain, over the span of the file's rows
 	mdRows  = "heal.rows"  // decimal row count
 	mdCRC   = "heal.crc"   // hex crc32 of the slots bytes, rows, first and last time
 )
@@ -58,8 +58,9 @@ func encodeIndex(s heal.Slots, rows int64) (slots, nrows, crc string, err error)
 }
 
 // decodeIndex returns the slots a file's index says it holds, or ok=false
-// when the index is missing, malformed, does not cover the partition p at
-// ds's grain, or disagrees with the file (numRows is the footer's count). A
+// when the index is missing, malformed, not at ds's grain, reaches outside
+// the partition p, or disagrees with the file (numRows is the footer's
+// count). A
 // valid index also promises one row per slot: heal never writes a file
 // holding a slot twice.
 func decodeIndex(ds *heal.Dataset, p heal.Partition, get func(string) *string, numRows int64) (heal.Slots, bool) {
@@ -79,8 +80,8 @@ func decodeIndex(ds *heal.Dataset, p heal.Partition, get func(string) *string, n
 	if err != nil || rows != numRows || int64(s.Count()) != rows {
 		return heal.Slots{}, false
 	}
-	sw, pw := s.Window(), p.Window().Align(ds.Grain)
-	if s.Grain() != ds.Grain || !sw.Start.Equal(pw.Start) || !sw.End.Equal(pw.End) {
+	sw, pw := s.Window(), p.Window()
+	if s.Grain() != ds.Grain || sw.Start.Before(pw.Start) || sw.End.After(pw.End) || !sw.Start.Equal(ds.Slot(sw.Start)) {
 		return heal.Slots{}, false
 	}
 	first, last := firstLast(s)

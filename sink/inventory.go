@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/apache/arrow/go/v17/arrow/array"
@@ -12,67 +13,111 @@ import (
 )
 
 // Inventory implements [heal.Lake]. It calls fn for each stored partition
-// of ds matching q that holds rows in q.Window, in the order of Scan. For
-// each file it reads only the footer and uses the presence index heal
-// wrote there; a file without a valid index (written by another tool, or
-// tampered with) has its key and time columns read instead, and the
-// partition is reported Scanned. The footers of one partition are read in
-// parallel, up to Options.Concurrency at once.
+// of ds matching q that holds rows in q.Window, in the order of Scan, from
+// one goroutine. For each file it reads only the footer and uses the
+// presence index heal wrote there; a file without a valid index (written by
+// another tool, or tampered with) has its key and time columns read
+// instead, and its partition is reported Scanned. Footers are read in
+// parallel, up to Options.Concurrency at once, across files and partitions
+// (results are still delivered in order).
 func (l *Lake) Inventory(ctx context.Context, ds *heal.Dataset, q heal.Query, fn func(heal.PartitionInfo) error) error {
 	parts, err := l.list(ctx, ds, q)
 	if err != nil {
 		return fmt.Errorf("heal/sink: inventory %s: %w", ds.Name, err)
 	}
-	for _, pf := range parts {
-		info, err := l.inventoryPartition(ctx, ds, pf, q.Window)
-		if err != nil {
-			return fmt.Errorf("heal/sink: inventory %s: %w", pf.p, err)
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait() // no goroutine outlives the call (nor its allocations)
+	defer cancel()
+	type result struct {
+		info heal.PartitionInfo
+		err  error
+	}
+	lim := newLimiter(l.conc)
+	results := make([]chan result, len(parts))
+	start := func(i int) {
+		results[i] = make(chan result, 1)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			info, err := l.inventoryPartition(ctx, ds, parts[i], q.Window, lim)
+			results[i] <- result{info, err}
+		}()
+	}
+	// Work ahead of the partition being delivered, but not unboundedly.
+	ahead := 4 * l.conc
+	for i := 0; i < len(parts) && i < ahead; i++ {
+		start(i)
+	}
+	for i, pf := range parts {
+		r := <-results[i]
+		results[i] = nil
+		if i+ahead < len(parts) {
+			start(i + ahead)
 		}
-		if info.Files == 0 || info.Rows == 0 {
+		if r.err != nil {
+			return fmt.Errorf("heal/sink: inventory %s: %w", pf.p, r.err)
+		}
+		if r.info.Files == 0 || r.info.Rows == 0 {
 			continue
 		}
-		if err := fn(info); err != nil {
+		if err := fn(r.info); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// limiter bounds the files read at once, across partitions.
+type limiter chan struct{}
+
+func newLimiter(n int) limiter { return make(limiter, n) }
+
+func (l limiter) acquire(ctx context.Context) error {
+	select {
+	case l <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (l limiter) release() { <-l }
+
 // fileInv is what one file holds.
 type fileInv struct {
-	slots   heal.Slots // over the partition's window at the grain
-	slotOf  []int      // when scanned: the slot of every row, copies included
+	slots   heal.Slots  // at the grain, within the partition
+	times   []time.Time // when scanned: the time of every row, copies included
 	scanned bool
 }
 
-// rowsIn counts the rows of the file in slots [lo, hi).
-func (fi *fileInv) rowsIn(lo, hi int) int64 {
+// rowsIn counts the rows of the file within win.
+func (fi *fileInv) rowsIn(win heal.Window) int64 {
 	var n int64
 	if fi.scanned {
-		for _, s := range fi.slotOf {
-			if s >= lo && s < hi {
+		for _, t := range fi.times {
+			if win.Contains(t) {
 				n++
 			}
 		}
 		return n
 	}
 	// An indexed file holds one row per slot.
-	if lo == 0 && hi >= fi.slots.Len() {
+	if sw := fi.slots.Window(); !sw.Start.Before(win.Start) && !sw.End.After(win.End) {
 		return int64(fi.slots.Count())
 	}
-	start, grain := fi.slots.Window().Start, fi.slots.Grain()
 	for t := range fi.slots.All() {
-		if s := int(t.Sub(start) / grain); s >= lo && s < hi {
+		if win.Contains(t) {
 			n++
 		}
 	}
 	return n
 }
 
-func (l *Lake) inventoryPartition(ctx context.Context, ds *heal.Dataset, pf *partFiles, w heal.Window) (heal.PartitionInfo, error) {
+func (l *Lake) inventoryPartition(ctx context.Context, ds *heal.Dataset, pf *partFiles, w heal.Window, lim limiter) (heal.PartitionInfo, error) {
 	files := pf.files
 	for attempt := 0; ; attempt++ {
-		info, err := l.inventoryFiles(ctx, ds, pf.p, files, w)
+		info, err := l.inventoryFiles(ctx, ds, pf.p, files, w, lim)
 		if err == nil || !errors.Is(err, heal.ErrNotFound) || ctx.Err() != nil {
 			return info, err
 		}
@@ -85,13 +130,16 @@ func (l *Lake) inventoryPartition(ctx context.Context, ds *heal.Dataset, pf *par
 	}
 }
 
-func (l *Lake) inventoryFiles(ctx context.Context, ds *heal.Dataset, p heal.Partition, files []fileRef, w heal.Window) (heal.PartitionInfo, error) {
+func (l *Lake) inventoryFiles(ctx context.Context, ds *heal.Dataset, p heal.Partition, files []fileRef, w heal.Window, lim limiter) (heal.PartitionInfo, error) {
 	info := heal.PartitionInfo{Partition: p}
 	invs := make([]*fileInv, len(files))
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(l.conc)
 	for i, fr := range files {
 		g.Go(func() error {
+			if err := lim.acquire(gctx); err != nil {
+				return err
+			}
+			defer lim.release()
 			fi, err := l.inventoryFile(gctx, ds, p, fr.name)
 			if err != nil {
 				var ce *corruptError
@@ -114,34 +162,28 @@ func (l *Lake) inventoryFiles(ctx context.Context, ds *heal.Dataset, p heal.Part
 		win = pw.Intersect(w)
 	}
 	info.Present = heal.NewSlots(win, ds.Grain)
-	// Slot s (at pw.Start+s*grain) is in win iff lo <= s < hi.
-	lo, hi := ceilDiv(win.Start.Sub(pw.Start), ds.Grain), ceilDiv(win.End.Sub(pw.Start), ds.Grain)
-	whole := lo == 0 && hi == pw.Slots(ds.Grain)
+	// Present's window is win aligned outward; when win is not aligned, its
+	// edge slots are only partly in win and must be filtered.
+	aw := win.Align(ds.Grain)
+	aligned := aw.Start.Equal(win.Start) && aw.End.Equal(win.End)
 	for _, fi := range invs {
 		if fi == nil {
 			continue
 		}
 		info.Files++
 		info.Scanned = info.Scanned || fi.scanned
-		info.Rows += fi.rowsIn(lo, hi)
-		if whole {
-			info.Present.Union(fi.slots)
+		info.Rows += fi.rowsIn(win)
+		if aligned {
+			info.Present.Union(fi.slots) // adds what falls in Present's window
 			continue
 		}
 		for t := range fi.slots.All() {
-			if s := int(t.Sub(pw.Start) / ds.Grain); s >= lo && s < hi {
+			if win.Contains(t) {
 				info.Present.Add(t)
 			}
 		}
 	}
 	return info, nil
-}
-
-func ceilDiv(d, grain time.Duration) int {
-	if d <= 0 {
-		return 0
-	}
-	return int((d + grain - 1) / grain)
 }
 
 // inventoryFile reads the presence index of one file, or its key and time
@@ -153,8 +195,7 @@ func (l *Lake) inventoryFile(ctx context.Context, ds *heal.Dataset, p heal.Parti
 	}
 	defer f.close()
 	md := f.pf.MetaData()
-	kv := md.KeyValueMetadata()
-	if s, ok := decodeIndex(ds, p, kv.FindValue, md.GetNumRows()); ok {
+	if s, ok := decodeIndex(ds, p, md.KeyValueMetadata().FindValue, md.GetNumRows()); ok {
 		return &fileInv{slots: s}, nil
 	}
 	keys, times, unit, err := l.readKeyTime(ctx, ds, f)
@@ -166,14 +207,22 @@ func (l *Lake) inventoryFile(ctx context.Context, ds *heal.Dataset, p heal.Parti
 	if err := checkRows(ds, p, keys, times, unit); err != nil {
 		return nil, &corruptError{name: name, err: err}
 	}
-	pw := p.Window()
-	fi := &fileInv{slots: heal.NewSlots(pw, ds.Grain), scanned: true}
 	ts := times.(*array.Timestamp)
-	fi.slotOf = make([]int, ts.Len())
-	for i := range fi.slotOf {
-		s := int(ts.Value(i).ToTime(unit).Sub(pw.Start) / ds.Grain)
-		fi.slotOf[i] = s
-		fi.slots.AddIndex(s)
+	fi := &fileInv{scanned: true, times: make([]time.Time, ts.Len())}
+	var span heal.Window
+	for i := range fi.times {
+		t := ts.Value(i).ToTime(unit).UTC()
+		fi.times[i] = t
+		if i == 0 || t.Before(span.Start) {
+			span.Start = t
+		}
+		if i == 0 || !t.Before(span.End) {
+			span.End = t.Add(ds.Grain)
+		}
+	}
+	fi.slots = heal.NewSlots(span, ds.Grain)
+	for _, t := range fi.times {
+		fi.slots.Add(t)
 	}
 	return fi, nil
 }

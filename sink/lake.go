@@ -29,8 +29,8 @@ type Options struct {
 	// Logger receives warnings about files moved to quarantine and similar
 	// events, with stable keys (dataset, partition, file, err). nil: discard.
 	Logger *slog.Logger
-	// Concurrency bounds the partitions a Write encodes and the files an
-	// Inventory reads at once. <=0: 4.
+	// Concurrency bounds the partitions a Write encodes or a Compact
+	// merges, and the footers an Inventory reads, at once. <=0: 4.
 	Concurrency int
 }
 
@@ -63,8 +63,9 @@ type Options struct {
 // # Presence index
 //
 // Each file carries, in its Parquet key-value metadata, the slots it holds
-// (heal.slots: base64 of [heal.Slots.MarshalBinary] over the partition at
-// the dataset's grain), its row count (heal.rows) and a checksum
+// (heal.slots: base64 of [heal.Slots.MarshalBinary] at the dataset's grain,
+// over the span from its first to its last row, so that a one-row file
+// carries a few bytes of index), its row count (heal.rows) and a checksum
 // (heal.crc) binding both to the file's first and last time. Inventory
 // reads only footers; a file without a valid index is scanned instead.
 //

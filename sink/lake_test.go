@@ -148,6 +148,10 @@ func TestLayout(t *testing.T) {
 			t.Fatalf("footer lacks %s: %v", k, kv.Keys())
 		}
 	}
+	// The index spans the file's rows, not the whole day: one row, one word.
+	if v := *kv.FindValue("heal.slots"); len(v) > 48 {
+		t.Fatalf("index of a one-row file is %d bytes: %s", len(v), v)
+	}
 	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{}, mem)
 	if err != nil {
 		t.Fatal(err)
@@ -567,5 +571,31 @@ func TestWriteRefusesUnstorableSchema(t *testing.T) {
 	}
 	if got := listNames(t, lake.Store(), ""); len(got) != 0 {
 		t.Fatalf("stored %v", got)
+	}
+}
+
+// TestInventoryStops: an error from fn ends Inventory at once, with every
+// footer read released (the checked allocator would catch a straggler).
+func TestInventoryStops(t *testing.T) {
+	mem := checkedMem(t)
+	lake := sink.NewMemLake(&sink.Options{Allocator: mem, Concurrency: 2})
+	ds := healtest.QuotesDataset()
+	for d := 0; d < 40; d++ {
+		write(t, lake, mem, ds, rowsOf("A", d*1440, 3, 1)...)
+	}
+	stop := errors.New("enough")
+	var seen []time.Time
+	err := lake.Inventory(context.Background(), ds, heal.Query{}, func(pi heal.PartitionInfo) error {
+		seen = append(seen, pi.Partition.Start)
+		if len(seen) == 3 {
+			return stop
+		}
+		return nil
+	})
+	if !errors.Is(err, stop) || len(seen) != 3 {
+		t.Fatalf("Inventory = %v after %d partitions", err, len(seen))
+	}
+	if !slices.IsSortedFunc(seen, time.Time.Compare) {
+		t.Fatalf("out of order: %v", seen)
 	}
 }

@@ -205,9 +205,16 @@ func isRun(rows []int) bool {
 // encode writes rec, the sorted, deduplicated rows of p, as a Parquet file
 // with the presence index in its metadata.
 func (l *Lake) encode(ds *heal.Dataset, p heal.Partition, rec arrow.Record) ([]byte, error) {
-	slots := heal.NewSlots(p.Window(), ds.Grain)
+	// The index covers the span of the rows, not the whole partition, so
+	// a one-row micro-batch carries a few bytes of index, not a bitmap of
+	// every second of a year. rec is sorted by time.
 	ts := rec.Column(ds.TimeIndex()).(*array.Timestamp)
 	unit := ds.TimeUnit()
+	var slots heal.Slots
+	if n := ts.Len(); n > 0 {
+		first, last := ts.Value(0).ToTime(unit), ts.Value(n-1).ToTime(unit)
+		slots = heal.NewSlots(heal.Window{Start: first, End: last.Add(ds.Grain)}, ds.Grain)
+	}
 	for i := 0; i < ts.Len(); i++ {
 		slots.Add(ts.Value(i).ToTime(unit))
 	}
