@@ -63,7 +63,8 @@ func (s *DirStore) Put(ctx context.Context, name string, data []byte, ifAbsent b
 		return err
 	}
 	dir := filepath.Dir(p)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	newDirs, err := s.mkdirs(dir)
+	if err != nil {
 		return fmt.Errorf("heal/sink: put %s: %w", name, err)
 	}
 	tmp, err := os.CreateTemp(dir, tempPrefix+"*")
@@ -71,7 +72,12 @@ func (s *DirStore) Put(ctx context.Context, name string, data []byte, ifAbsent b
 		return fmt.Errorf("heal/sink: put %s: %w", name, err)
 	}
 	tmpName := tmp.Name()
-	defer os.Remove(tmpName) // after Link the temp name is redundant; after Rename it is gone
+	renamed := false
+	defer func() {
+		if !renamed {
+			os.Remove(tmpName) // after Link the temp name is redundant
+		}
+	}()
 	_, err = tmp.Write(data)
 	if err == nil {
 		err = tmp.Sync()
@@ -89,14 +95,42 @@ func (s *DirStore) Put(ctx context.Context, name string, data []byte, ifAbsent b
 		}
 	} else {
 		err = os.Rename(tmpName, p)
+		renamed = err == nil
 	}
 	if err != nil {
 		return fmt.Errorf("heal/sink: put %s: %w", name, err)
 	}
-	if err := syncDir(dir); err != nil {
-		return fmt.Errorf("heal/sink: put %s: sync directory: %w", name, err)
+	// Make the new name durable, and the directories created for it.
+	for _, d := range append([]string{dir}, newDirs...) {
+		if err := syncDir(d); err != nil {
+			return fmt.Errorf("heal/sink: put %s: sync directory: %w", name, err)
+		}
 	}
 	return nil
+}
+
+// mkdirs creates dir and its missing parents below the root, and returns
+// the parents of the directories it created (deepest first), whose entries
+// must be synced for the new directories to survive a crash.
+func (s *DirStore) mkdirs(dir string) ([]string, error) {
+	if _, err := os.Stat(dir); err == nil {
+		return nil, nil
+	}
+	var missing []string
+	for d := dir; d != s.root && len(d) > len(s.root); d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil {
+			break
+		}
+		missing = append(missing, d)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	parents := make([]string, len(missing))
+	for i, d := range missing {
+		parents[i] = filepath.Dir(d)
+	}
+	return parents, nil
 }
 
 func syncDir(dir string) error {

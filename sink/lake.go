@@ -77,7 +77,10 @@ type Options struct {
 // read once, then merged by Compact). A crash during Compact leaves the
 // data correct. A file that is not valid Parquet, or whose schema or rows do
 // not match the dataset, is moved aside and logged; reads carry on with the
-// remaining files.
+// remaining files. This includes files written under an earlier schema of
+// the dataset: changing a dataset's columns or types quarantines its
+// existing files on their next read (recoverable from _quarantine/), so
+// migrate the data rather than the definition alone.
 type Lake struct {
 	store Store
 	mem   memory.Allocator

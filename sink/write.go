@@ -300,7 +300,7 @@ func (l *Lake) probeStorable(ds *heal.Dataset) error {
 	if _, err := compress.GetCodec(l.codec); err != nil {
 		return err
 	}
-	mem := memory.NewGoAllocator()
+	mem := l.mem
 	b := array.NewRecordBuilder(mem, ds.Schema)
 	defer b.Release()
 	rec := b.NewRecord()
