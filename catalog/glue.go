@@ -73,11 +73,11 @@ func TableInput(ds *heal.Dataset, lakeURL string) (*types.TableInput, error) {
 		Description: aws.String(fmt.Sprintf("heal dataset %s: one row per %s and %s slot of %s", ds.Name, ds.Key, ds.Time, ds.Grain)),
 		TableType:   aws.String("EXTERNAL_TABLE"),
 		Parameters: map[string]string{
-			"classification":      "parquet",
-			"EXTERNAL":            "TRUE",
-			"heal.key":            ds.Key,
-			"heal.time":           ds.Time,
-			"heal.grain":          ds.Grain.String(),
+			"classification": "parquet",
+			"EXTERNAL":       "TRUE",
+			"heal.key":       ds.Key,
+			"heal.time":      ds.Time,
+			"heal.grain":     ds.Grain.String(),
 		},
 		PartitionKeys: []types.Column{
 			{Name: aws.String(strings.ToLower(ds.Key)), Type: aws.String("string")},

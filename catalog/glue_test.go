@@ -254,8 +254,8 @@ func TestCatalogSync(t *testing.T) {
 	// Sync from a lake: only the partitions not yet known are new.
 	lake := sink.NewLake(sink.NewMemStore(), nil)
 	rec := healtest.Records(memory.DefaultAllocator, ds,
-		healtest.Row{Key: "AAPL", Time: time.Date(2024, 1, 1, 14, 30, 0, 0, time.UTC), Price: 1},    // known
-		healtest.Row{Key: "TSLA", Time: time.Date(2024, 1, 1, 14, 30, 0, 0, time.UTC), Price: 2},    // new
+		healtest.Row{Key: "AAPL", Time: time.Date(2024, 1, 1, 14, 30, 0, 0, time.UTC), Price: 1},  // known
+		healtest.Row{Key: "TSLA", Time: time.Date(2024, 1, 1, 14, 30, 0, 0, time.UTC), Price: 2},  // new
 		healtest.Row{Key: "BRK/B", Time: time.Date(2024, 3, 9, 14, 30, 0, 0, time.UTC), Price: 3}, // new, escaped in the path
 	)
 	defer rec.Release()
