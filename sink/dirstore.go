@@ -27,6 +27,12 @@ const tempPrefix = ".tmp-"
 // links it into place (create-only) or renames it over the target, and
 // fsyncs the directory, so a crash leaves either the old object, the new one,
 // or an invisible temporary file that [DirStore.CleanTemp] removes.
+//
+// Names are case-sensitive only where the filesystem is: on a
+// case-insensitive one (the default on macOS and Windows) two dataset keys
+// that differ only in case share a directory, and the lake quarantines the
+// rows that do not match the directory's key. Use such keys only on
+// case-sensitive filesystems or object stores.
 type DirStore struct {
 	root string
 }
