@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -317,4 +318,35 @@ func keys[V any](m map[string]V) []string {
 		ks = append(ks, k)
 	}
 	return ks
+}
+
+func TestOpen(t *testing.T) {
+	ctx := context.Background()
+	t.Setenv("AWS_REGION", "us-east-1")
+	t.Setenv("AWS_CONFIG_FILE", "/dev/null")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+	for _, tc := range []struct {
+		url  string
+		want string // type name; "" for an error
+	}{
+		{"sns://arn:aws:sns:eu-west-1:123456789012:alarms", "*alarm.SNSAlarmer"},
+		{"https://hooks.slack.com/services/T0/B0/secret", "*alarm.WebhookAlarmer"},
+		{"sns://arn:aws:sns:eu-west-1:123456789012:alarms, https://example.com/hook", "alarm.multi"},
+		{"sns://alarms", ""},
+		{"smtp://ops@example.com", ""},
+		{"https://example.com/a,ftp://secret-host/x", ""},
+	} {
+		a, err := alarm.Open(ctx, tc.url)
+		if tc.want == "" {
+			if err == nil {
+				t.Errorf("Open(%q) succeeded", tc.url)
+			} else if strings.Contains(err.Error(), "secret") {
+				t.Errorf("Open(%q): the error repeats the url: %v", tc.url, err)
+			}
+			continue
+		}
+		if err != nil || fmt.Sprintf("%T", a) != tc.want {
+			t.Errorf("Open(%q) = %T, %v; want %s", tc.url, a, err, tc.want)
+		}
+	}
 }

@@ -236,3 +236,24 @@ func TestEnv(t *testing.T) {
 		t.Fatalf("unset: %v", err)
 	}
 }
+
+// TestOpenSecretsManager: the standard AWS configuration, with the endpoint
+// from AWS_ENDPOINT_URL_SECRETS_MANAGER, reaches the (fake) server.
+func TestOpenSecretsManager(t *testing.T) {
+	f := &fakeSecretsManager{secrets: map[string]string{"prod/finnhub": `{"token_finnhub":"` + tok + `"}`}}
+	ts := httptest.NewServer(f)
+	defer ts.Close()
+	for k, v := range map[string]string{
+		"AWS_ACCESS_KEY_ID": "heal-test", "AWS_SECRET_ACCESS_KEY": "heal-test-not-a-secret", "AWS_REGION": "us-east-1",
+		"AWS_ENDPOINT_URL_SECRETS_MANAGER": ts.URL, "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+	} {
+		t.Setenv(k, v)
+	}
+	p, err := secret.OpenSecretsManager(context.Background(), "prod/finnhub", &secret.Options{Key: "token_finnhub"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := p.Token(context.Background()); err != nil || v != tok {
+		t.Fatalf("Token = %q, %v", v, err)
+	}
+}

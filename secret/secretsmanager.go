@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
@@ -197,4 +198,21 @@ func permanentAWS(err error) bool {
 	}
 	var ip smithy.InvalidParamsError
 	return errors.As(err, &ip)
+}
+
+// OpenSecretsManager returns [SecretsManager] for secretID (a name or an
+// ARN) with a client made from the standard AWS configuration
+// (config.LoadDefaultConfig; the region comes from the ARN when secretID
+// is one; AWS_ENDPOINT_URL_SECRETS_MANAGER for a local server). For a
+// command's -token-secret flag.
+func OpenSecretsManager(ctx context.Context, secretID string, opts *Options) (*SecretsManagerProvider, error) {
+	var loadOpts []func(*config.LoadOptions) error
+	if parts := strings.SplitN(secretID, ":", 6); len(parts) == 6 && parts[0] == "arn" {
+		loadOpts = append(loadOpts, config.WithRegion(parts[3]))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("heal/secret: load aws config: %w", err)
+	}
+	return SecretsManager(secretsmanager.NewFromConfig(cfg), secretID, opts), nil
 }

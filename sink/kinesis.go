@@ -3,6 +3,7 @@ package sink
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"sort"
 	"strings"
 	"unicode/utf8"
@@ -10,6 +11,7 @@ import (
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
@@ -161,4 +163,45 @@ func setStream(stream string, name, arn **string) {
 	} else {
 		*name = aws.String(stream)
 	}
+}
+
+// OpenKinesis returns a client made with the standard AWS configuration
+// (config.LoadDefaultConfig: credentials from the environment, shared files
+// or the instance role; AWS_ENDPOINT_URL_KINESIS for a local server) and
+// the stream a URL names: "kinesis://NAME" or "kinesis://arn:aws:kinesis:…"
+// (the region then comes from the ARN). A region=NAME query parameter
+// overrides the region. Use the pair with [NewKinesisSink] or
+// [NewKinesisConsumer].
+func OpenKinesis(ctx context.Context, rawURL string) (*kinesis.Client, string, error) {
+	rest, ok := strings.CutPrefix(rawURL, "kinesis://")
+	if !ok || rest == "" {
+		return nil, "", fmt.Errorf("heal/sink: kinesis url %q: want kinesis://STREAM or kinesis://STREAM-ARN", rawURL)
+	}
+	stream, query, _ := strings.Cut(rest, "?")
+	stream = strings.TrimSuffix(stream, "/")
+	var loadOpts []func(*config.LoadOptions) error
+	if region := arnRegion(stream); region != "" {
+		loadOpts = append(loadOpts, config.WithRegion(region))
+	}
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return nil, "", fmt.Errorf("heal/sink: kinesis url %q: %w", rawURL, err)
+	}
+	if r := q.Get("region"); r != "" {
+		loadOpts = append(loadOpts, config.WithRegion(r))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
+	if err != nil {
+		return nil, "", fmt.Errorf("heal/sink: kinesis: load aws config: %w", err)
+	}
+	return kinesis.NewFromConfig(cfg), stream, nil
+}
+
+// arnRegion returns the region field of an ARN, or "".
+func arnRegion(s string) string {
+	parts := strings.SplitN(s, ":", 6)
+	if len(parts) == 6 && parts[0] == "arn" {
+		return parts[3]
+	}
+	return ""
 }

@@ -477,3 +477,28 @@ func TestKinesisConsumerMissingStream(t *testing.T) {
 		t.Fatalf("Run on a missing stream = %v, want a permanent error", err)
 	}
 }
+
+func TestOpenKinesisURL(t *testing.T) {
+	t.Setenv("AWS_REGION", "us-east-1")
+	t.Setenv("AWS_CONFIG_FILE", "/dev/null")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+	ctx := context.Background()
+	for _, tc := range []struct{ url, stream, region string }{
+		{"kinesis://quotes", "quotes", "us-east-1"},
+		{"kinesis://quotes/?region=eu-west-1", "quotes", "eu-west-1"},
+		{"kinesis://arn:aws:kinesis:ap-south-1:123456789012:stream/quotes", "arn:aws:kinesis:ap-south-1:123456789012:stream/quotes", "ap-south-1"},
+		{"kinesis://", "", ""},
+		{"s3://quotes", "", ""},
+	} {
+		c, stream, err := sink.OpenKinesis(ctx, tc.url)
+		if tc.stream == "" {
+			if err == nil {
+				t.Errorf("OpenKinesis(%q) succeeded", tc.url)
+			}
+			continue
+		}
+		if err != nil || stream != tc.stream || c.Options().Region != tc.region {
+			t.Errorf("OpenKinesis(%q) = %q in %q, %v", tc.url, stream, c.Options().Region, err)
+		}
+	}
+}
