@@ -52,8 +52,14 @@ func (e *Engine) Heal(ctx context.Context, w Window) (*CycleReport, error) {
 	if len(e.opts.Keys) == 0 {
 		return nil, errors.New("heal: Heal: Options.Keys is empty")
 	}
+	if e.src == nil {
+		return nil, errNoSource
+	}
 	e.healMu.Lock()
 	defer e.healMu.Unlock()
+	if err := e.recordDescriptors(ctx); err != nil {
+		e.log.Warn("could not record the dataset descriptor", "err", err)
+	}
 
 	w = w.Align(e.ds.Grain)
 	if limit := e.ds.Slot(e.clock.Now().Add(-e.opts.Settle)); w.End.After(limit) {

@@ -42,14 +42,12 @@ type Engine struct {
 
 // New returns an engine over ds, reading from src and storing into lake.
 // The lake must implement [MetaStore] (the ledger lives in it); it may
-// implement [Compactor]. New validates its arguments and never panics on
-// them.
+// implement [Compactor]. src may be nil for an engine that only audits and
+// reports (the heal command): Run, Acquire and Heal then fail. New
+// validates its arguments and never panics on them.
 func New(ds *Dataset, src Source, lake Lake, opts *Options) (*Engine, error) {
 	if err := ds.Validate(); err != nil {
 		return nil, err
-	}
-	if src == nil {
-		return nil, errors.New("heal: New: nil Source")
 	}
 	if lake == nil {
 		return nil, errors.New("heal: New: nil Lake")
@@ -114,7 +112,10 @@ func New(ds *Dataset, src Source, lake Lake, opts *Options) (*Engine, error) {
 		o.ReprobeAfter = 6 * time.Hour
 	}
 	o.Retry = o.Retry.withDefaults()
-	lim := src.Limits()
+	var lim Limits
+	if src != nil {
+		lim = src.Limits()
+	}
 	if lim.MaxKeys <= 0 {
 		lim.MaxKeys = 1
 	}
@@ -140,6 +141,8 @@ func New(ds *Dataset, src Source, lake Lake, opts *Options) (*Engine, error) {
 	return e, nil
 }
 
+var errNoSource = errors.New("heal: the engine has no Source: it can audit and report, not acquire or repair")
+
 // Dataset is the dataset the engine keeps whole.
 func (e *Engine) Dataset() *Dataset { return e.ds }
 
@@ -152,6 +155,12 @@ func (e *Engine) Dataset() *Dataset { return e.ds }
 func (e *Engine) Run(ctx context.Context) error {
 	if len(e.opts.Keys) == 0 {
 		return errors.New("heal: Run: Options.Keys is empty")
+	}
+	if e.src == nil {
+		return errNoSource
+	}
+	if err := e.recordDescriptors(ctx); err != nil {
+		e.log.Warn("could not record the dataset descriptor", "err", err)
 	}
 	var healing sync.WaitGroup
 	defer healing.Wait()
@@ -221,6 +230,9 @@ func (e *Engine) Run(ctx context.Context) error {
 // key whose poll fails is logged and left to repair. It returns the rows
 // written.
 func (e *Engine) Acquire(ctx context.Context, t time.Time) (int, error) {
+	if e.src == nil {
+		return 0, errNoSource
+	}
 	slot := e.ds.Slot(t)
 	w := Window{slot, slot.Add(e.ds.Grain)}
 	keys := e.opts.Keys

@@ -436,7 +436,6 @@ func TestNewValidates(t *testing.T) {
 		opts *heal.Options
 	}{
 		{"bad key column", bad, src, lake, nil},
-		{"nil source", ticks(), nil, lake, nil},
 		{"nil lake", ticks(), src, nil, nil},
 		{"invalid key", ticks(), src, lake, &heal.Options{Keys: []string{"ok", ""}}},
 		{"transformer into its own input", ticks(), src, lake, &heal.Options{Transformers: []heal.Transformer{selfT{}}}},
@@ -454,3 +453,50 @@ func TestNewValidates(t *testing.T) {
 type selfT struct{ hourly }
 
 func (selfT) Output() *heal.Dataset { return ticks() }
+
+// TestDescriptorsAndReadOnlyEngine: a heal records its datasets in the
+// lake, and an engine with no Source rebuilt from them audits the same
+// lake (what the heal command does) but refuses to repair.
+func TestDescriptorsAndReadOnlyEngine(t *testing.T) {
+	r := newRig(t)
+	r.src.drop = func(_ string, s time.Time) bool { return s.Minute()%30 == 9 }
+	e := r.engine(t)
+	hour := heal.Window{Start: day.Start, End: day.Start.Add(time.Hour)}
+	r.live(t, e, hour)
+	r.clock.Set(hour.End.Add(time.Hour))
+	if _, err := e.Heal(r.ctx, heal.Window{Start: hour.Start, End: hour.End.Add(-30 * time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := heal.Descriptors(r.ctx, r.lake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) != 2 || ds[0].Name != "hourly" || ds[0].DerivedFrom != "ticks" || ds[1].Name != "ticks" || fmt.Sprint(ds[1].Derived) != "[hourly]" {
+		t.Fatalf("descriptors = %+v", ds)
+	}
+	got, err := ds[1].Dataset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Schema.Equal(ticks().Schema) || got.Grain != time.Minute || got.Key != "symbol" {
+		t.Errorf("rebuilt dataset %+v differs from the original", got)
+	}
+	ro, err := heal.New(got, nil, r.lake, &heal.Options{Keys: ds[1].Keys, Clock: r.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := ro.Audit(r.ctx, hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	missing := 0
+	for _, k := range a.Keys {
+		missing += k.Missing
+	}
+	if missing != len(keys) { // :09 was healed, :39 is outside the healed half hour
+		t.Errorf("read-only audit finds %d missing, want %d (the minute :39 not healed yet)", missing, len(keys))
+	}
+	if _, err := ro.Heal(r.ctx, hour); err == nil {
+		t.Error("an engine without a Source healed")
+	}
+}
