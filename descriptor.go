@@ -157,4 +157,3 @@ func Descriptors(ctx context.Context, meta MetaStore) ([]*Descriptor, error) {
 	}
 	return out, nil
 }
-
