@@ -104,6 +104,17 @@ heal_aws__install() {
 	# wrappers bind 127.0.0.1 only.
 	cat >"$cache/npm/kinesalite-serve.js" <<'JS'
 // kinesalite on 127.0.0.1 only. usage: node kinesalite-serve.js PORT
+// kinesalite rethrows a client's aborted request (ECONNRESET) from the
+// request's error handler, which kills the process: a Go client canceling
+// a GetRecords on shutdown must not take the server down for later tests.
+process.on('uncaughtException', (err) => {
+  if (err && (err.code === 'ECONNRESET' || err.message === 'aborted')) {
+    console.error('kinesalite: a client aborted a request (ignored)');
+    return;
+  }
+  console.error(err);
+  process.exit(1);
+});
 const kinesalite = require('kinesalite');
 const server = kinesalite({ createStreamMs: 0, deleteStreamMs: 0, updateStreamMs: 0, shardLimit: 100 });
 server.listen(+process.argv[2], '127.0.0.1', () => console.log('kinesalite listening at', server.address()));
