@@ -236,12 +236,21 @@ func (e *Engine) deriveMissing(ctx context.Context, w Window, a *auditResult) (i
 
 // resynthAll recomputes every derived window of w for every key: Run does
 // it on start to close windows a crash may have left stale.
+// Windows still open (their end is after w.End) are left to the tick that
+// closes them.
 func (e *Engine) resynthAll(ctx context.Context, w Window) {
-	dirty := map[string]span.Set{}
-	for _, k := range e.opts.Keys {
-		dirty[k] = span.Set{{Lo: e.idx(w.Start), Hi: e.idx(w.End)}}
+	var tasks []deriveTask
+	for _, t := range e.opts.Transformers {
+		for _, out := range t.Affected(w) {
+			if out.End.After(w.End) {
+				continue
+			}
+			for _, k := range e.opts.Keys {
+				tasks = append(tasks, deriveTask{t, k, out})
+			}
+		}
 	}
-	if _, err := e.resynth(ctx, dirty, false); err != nil && ctx.Err() == nil {
+	if _, err := e.runDerives(ctx, tasks, nil, false); err != nil && ctx.Err() == nil {
 		e.log.Warn("startup resynthesis failed", "err", err)
 	}
 }

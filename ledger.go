@@ -195,9 +195,24 @@ func (l *ledger) put(ctx context.Context, evs []ledgerEvent) error {
 	return nil
 }
 
+// retention is how long settled slot entries (repaired, empty, present)
+// stay in snapshots; open and unrepairable ones stay until they settle.
+const retention = 90 * 24 * time.Hour
+
 // snapshot writes the folded state and deletes the objects it covers.
 func (l *ledger) snapshot(ctx context.Context) error {
 	l.mu.Lock()
+	cut := l.clock.Now().Add(-retention)
+	for k, m := range l.st.Slots {
+		for i, s := range m {
+			if s.Status != slotOpen && s.Status != slotUnrepairable && s.Since.Before(cut) {
+				delete(m, i)
+			}
+		}
+		if len(m) == 0 {
+			delete(l.st.Slots, k)
+		}
+	}
 	b, err := json.Marshal(l.st)
 	var covered []string
 	for n := range l.read {
