@@ -326,7 +326,7 @@ func (e *Engine) fetch(ctx context.Context, req Request) (arrow.Record, error) {
 		return nil, err
 	}
 	start := e.clock.Now()
-	rec, err := e.src.Fetch(ctx, req)
+	rec, err := e.callSource(ctx, req)
 	if req.Live {
 		e.stats.add(&e.stats.LiveCalls, 1)
 	} else {
@@ -340,6 +340,18 @@ func (e *Engine) fetch(ctx context.Context, req Request) (arrow.Record, error) {
 	}
 	e.observe(Event{Kind: EventFetch, Window: req.Window, Key: firstKey(req.Keys), Live: req.Live, Elapsed: e.clock.Now().Sub(start), Err: err})
 	return rec, err
+}
+
+// callSource calls Fetch, turning a panic in the user's code into a
+// permanent error: errgroup does not propagate panics, and one bad Source
+// must not take the pipeline down.
+func (e *Engine) callSource(ctx context.Context, req Request) (rec arrow.Record, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			rec, err = nil, Permanent(fmt.Errorf("heal: source panicked: %v", r))
+		}
+	}()
+	return e.src.Fetch(ctx, req)
 }
 
 func (e *Engine) idx(t time.Time) int64 { return t.UnixNano() / int64(e.ds.Grain) }
