@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -321,8 +323,8 @@ func (c *KinesisConsumer) flush(ctx context.Context, b *batch) error {
 		return nil
 	}
 	rec, rejected := decodeJSONRows(c.o.Allocator, c.ds, b.rows)
-	for i, err := range rejected {
-		c.o.OnReject(b.shard[i], b.seq[i], b.rows[i], err)
+	for _, i := range slices.Sorted(maps.Keys(rejected)) {
+		c.o.OnReject(b.shard[i], b.seq[i], b.rows[i], rejected[i])
 	}
 	if rec != nil {
 		defer rec.Release()
