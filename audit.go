@@ -95,6 +95,7 @@ func (e *Engine) audit(ctx context.Context, w Window) (*auditResult, error) {
 // Audit compares the lake with the rule over w, read-only: nothing is
 // fetched, written or recorded.
 func (e *Engine) Audit(ctx context.Context, w Window) (*AuditReport, error) {
+	ctx = withStage(ctx, StageAudit)
 	if err := e.ledger.load(ctx); err != nil {
 		return nil, err
 	}
@@ -144,6 +145,7 @@ func (e *Engine) Status(ctx context.Context, w Window, per time.Duration) ([]Sta
 	if per < e.ds.Grain {
 		per = e.ds.Grain
 	}
+	ctx = withStage(ctx, StageAudit)
 	if err := e.ledger.load(ctx); err != nil {
 		return nil, err
 	}
@@ -210,7 +212,8 @@ func (e *Engine) Audits(ctx context.Context) ([]AuditRecord, error) {
 	return out, nil
 }
 
-// Alarms returns the alarms the ledger holds, resolved ones included.
+// Alarms returns the alarms the ledger holds, resolved ones included, by
+// the time they were raised (Alarm.At).
 func (e *Engine) Alarms(ctx context.Context) ([]Alarm, error) {
 	if err := e.ledger.load(ctx); err != nil {
 		return nil, err
@@ -218,7 +221,9 @@ func (e *Engine) Alarms(ctx context.Context) ([]Alarm, error) {
 	var out []Alarm
 	e.ledger.view(func(st *ledgerState) {
 		for _, a := range st.Alarms {
-			out = append(out, e.alarmOf(a, a.Resolved))
+			x := e.alarmOf(a, a.Resolved)
+			x.At = a.At // when it was raised, not now
+			out = append(out, x)
 		}
 	})
 	sortAlarms(out)

@@ -57,6 +57,7 @@ func (e *Engine) Heal(ctx context.Context, w Window) (*CycleReport, error) {
 	}
 	e.healMu.Lock()
 	defer e.healMu.Unlock()
+	ctx = withStage(ctx, StageAudit)
 	if err := e.recordDescriptors(ctx); err != nil {
 		e.log.Warn("could not record the dataset descriptor", "err", err)
 	}
@@ -99,7 +100,7 @@ func (e *Engine) Heal(ctx context.Context, w Window) (*CycleReport, error) {
 	g.SetLimit(e.opts.Concurrency)
 	for _, j := range jobs {
 		g.Go(func() error {
-			r := e.repair(gctx, j)
+			r := e.repair(withStage(gctx, StageRepair), j)
 			mu.Lock()
 			rep.Calls += r.Calls
 			rep.Repaired += r.Repaired
@@ -123,12 +124,12 @@ func (e *Engine) Heal(ctx context.Context, w Window) (*CycleReport, error) {
 			dirty[k] = append(span.Set(nil), s...)
 		}
 	})
-	n, err := e.resynth(ctx, dirty, true)
+	n, err := e.resynth(withStage(ctx, StageResynth), dirty, true)
 	rep.Resynthesized += n
 	if err != nil {
 		return rep, err
 	}
-	n, err = e.deriveMissing(ctx, w, a)
+	n, err = e.deriveMissing(withStage(ctx, StageResynth), w, a)
 	rep.Resynthesized += n
 	if err != nil {
 		return rep, err
@@ -137,7 +138,7 @@ func (e *Engine) Heal(ctx context.Context, w Window) (*CycleReport, error) {
 	if e.compactor != nil && (len(a.crowded) > 0 || rep.Repaired > 0) {
 		// One pass over the window: the partitions the audit found crowded
 		// and those the repair just added files to.
-		n, err := e.compactor.Compact(ctx, e.ds, Query{Keys: e.opts.Keys, Window: w})
+		n, err := e.compactor.Compact(withStage(ctx, StageCompaction), e.ds, Query{Keys: e.opts.Keys, Window: w})
 		rep.Compacted = n
 		e.stats.add(&e.stats.Compacted, n)
 		e.observe(Event{Kind: EventCompact, Window: w, Rows: n})

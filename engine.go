@@ -185,7 +185,7 @@ func (e *Engine) Run(ctx context.Context) error {
 
 	// Close any derived window a crash left stale, then catch up.
 	now := e.clock.Now()
-	e.resynthAll(ctx, Window{now.Add(-e.opts.AuditEvery), now}.Align(e.ds.Grain))
+	e.resynthAll(withStage(ctx, StageResynth), Window{now.Add(-e.opts.AuditEvery), now}.Align(e.ds.Grain))
 	startHeal()
 
 	nextTick := e.ds.Slot(now).Add(e.ds.Grain)
@@ -233,6 +233,7 @@ func (e *Engine) Acquire(ctx context.Context, t time.Time) (int, error) {
 	if e.src == nil {
 		return 0, errNoSource
 	}
+	ctx = withStage(ctx, StageAcquire)
 	slot := e.ds.Slot(t)
 	w := Window{slot, slot.Add(e.ds.Grain)}
 	keys := e.opts.Keys
@@ -313,7 +314,7 @@ func (e *Engine) Acquire(ctx context.Context, t time.Time) (int, error) {
 	// slots so partitions stay a handful of files between audits.
 	if e.compactor != nil && (e.idx(slot)+1)%int64(e.opts.CompactEvery) == 0 {
 		p := e.ds.PartitionOf("", slot)
-		if _, err := e.compactor.Compact(ctx, e.ds, Query{Keys: got, Window: p.Window()}); err != nil {
+		if _, err := e.compactor.Compact(withStage(ctx, StageCompaction), e.ds, Query{Keys: got, Window: p.Window()}); err != nil {
 			e.log.Warn("compaction failed; it is retried later", "err", err)
 		}
 	}
