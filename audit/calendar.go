@@ -11,17 +11,20 @@ import (
 // Continuous returns the calendar of a market that never closes (crypto
 // pairs such as BINANCE:BTCUSDT, sensor feeds): every slot of the grain,
 // around the clock, is expected.
-func Continuous() heal.CompletenessRule {
-	return heal.CompletenessRuleFunc(func(_ string, w heal.Window, grain time.Duration) []heal.Window {
-		if grain <= 0 {
-			return nil
-		}
-		e := heal.Window{Start: ceil(w.Start.UTC(), grain), End: ceil(w.End.UTC(), grain)}
-		if e.Empty() {
-			return nil
-		}
-		return []heal.Window{e}
-	})
+func Continuous() heal.CompletenessRule { return continuous{} }
+
+// continuous is [Continuous]; its String is its name for [ParseRule].
+type continuous struct{}
+
+func (continuous) Expected(_ string, w heal.Window, grain time.Duration) []heal.Window {
+	if grain <= 0 {
+		return nil
+	}
+	e := heal.Window{Start: ceil(w.Start.UTC(), grain), End: ceil(w.End.UTC(), grain)}
+	if e.Empty() {
+		return nil
+	}
+	return []heal.Window{e}
 }
 
 // Session is a trading calendar: one session a day, from Open to Close
