@@ -104,7 +104,7 @@ func (e *Engine) deriveWithRetry(ctx context.Context, task deriveTask) error {
 	for ; ; attempt++ {
 		start := e.clock.Now()
 		err = e.derive(ctx, task)
-		e.observe(Event{Kind: EventDerived, Key: task.key, Window: task.out, Elapsed: e.clock.Now().Sub(start), Err: err})
+		e.observe(Event{Kind: EventDerived, Key: task.key, Window: task.out, Live: StageOf(ctx) == StageAcquire, Elapsed: e.clock.Now().Sub(start), Err: err})
 		if err == nil || ctx.Err() != nil || IsPermanent(err) || attempt >= e.opts.Retry.MaxAttempts {
 			break
 		}

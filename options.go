@@ -124,7 +124,7 @@ type Event struct {
 	Dataset string
 	Key     string
 	Window  Window
-	Live    bool          // for EventFetch: the live path rather than repair
+	Live    bool          // for EventFetch and EventDerived: the live path rather than repair or resynthesis
 	Rows    int           // rows or slots concerned
 	Elapsed time.Duration // for EventFetch and EventDerived
 	Err     error
