@@ -31,6 +31,9 @@ type CycleReport struct {
 	Compacted     int   // partitions compacted
 	Alarms        int   // alarms raised
 	Resolved      int   // resolved notices sent
+	// LeaseHeldBy is set, and nothing else was done, when another engine
+	// held the lake's heal lease for this dataset.
+	LeaseHeldBy string
 }
 
 // repairJob is one planned historical request and the holes it serves.
@@ -70,6 +73,16 @@ func (e *Engine) Heal(ctx context.Context, w Window) (*CycleReport, error) {
 	if w.Empty() {
 		return rep, nil
 	}
+	gen, ok, holder, err := e.acquireLease(ctx)
+	if err != nil {
+		return rep, err
+	}
+	if !ok {
+		rep.LeaseHeldBy = holder
+		e.log.Info("another engine is healing this dataset; skipping the cycle", "holder", holder)
+		return rep, nil
+	}
+	defer e.releaseLease(ctx, gen)
 	if err := e.ledger.load(ctx); err != nil {
 		return rep, err
 	}

@@ -36,6 +36,7 @@ type Engine struct {
 	mem       memory.Allocator
 	clock     Clock
 	stats     stats
+	id        string // this engine's owner id in the heal lease
 
 	healMu sync.Mutex
 }
@@ -105,6 +106,9 @@ func New(ds *Dataset, src Source, lake Lake, opts *Options) (*Engine, error) {
 	if o.Settle <= 0 {
 		o.Settle = ds.Grain
 	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = 15 * time.Minute
+	}
 	if o.CompactEvery <= 0 {
 		o.CompactEvery = 60
 	}
@@ -136,6 +140,7 @@ func New(ds *Dataset, src Source, lake Lake, opts *Options) (*Engine, error) {
 		log:     o.Logger.With("dataset", ds.Name),
 		mem:     o.Allocator,
 		clock:   o.Clock,
+		id:      newOwnerID(),
 	}
 	e.compactor, _ = lake.(Compactor)
 	return e, nil

@@ -500,3 +500,51 @@ func TestDescriptorsAndReadOnlyEngine(t *testing.T) {
 		t.Error("an engine without a Source healed")
 	}
 }
+
+// TestTwoEnginesOneLake: while one engine holds the heal lease, a second
+// engine on the same lake skips its cycle instead of repairing the same
+// gaps; once the first is done, the second finds nothing left to do.
+func TestTwoEnginesOneLake(t *testing.T) {
+	r := newRig(t)
+	r.opts.Keys = []string{"A"}
+	hour := heal.Window{Start: day.Start, End: day.Start.Add(time.Hour)}
+	r.src.drop = func(_ string, s time.Time) bool { return s.Minute()%10 == 0 }
+	e1, e2 := r.engine(t), r.engine(t)
+	r.live(t, e1, hour)
+	r.clock.Set(hour.End.Add(time.Minute))
+
+	r.src.block["A"] = make(chan struct{})
+	done := make(chan *heal.CycleReport, 1)
+	go func() {
+		rep, err := e1.Heal(r.ctx, hour)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- rep
+	}()
+	for len(r.src.requests()) < 1 { // e1 holds the lease and is repairing
+		time.Sleep(time.Millisecond)
+	}
+	rep2, err := e2.Heal(r.ctx, hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep2.LeaseHeldBy == "" || rep2.Calls != 0 {
+		t.Errorf("second engine: lease holder %q, %d calls; want it to skip while the first heals", rep2.LeaseHeldBy, rep2.Calls)
+	}
+	close(r.src.block["A"])
+	rep1 := <-done
+	if rep1.Repaired != 6 {
+		t.Errorf("first engine repaired %d, want 6", rep1.Repaired)
+	}
+	rep2, err = e2.Heal(r.ctx, hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep2.LeaseHeldBy != "" || rep2.Calls != 0 || rep2.Missing != 0 {
+		t.Errorf("second engine after release: %+v; want a cycle with nothing to do", rep2)
+	}
+	if n := len(r.src.requests()); n != 1 {
+		t.Errorf("%d historical requests in all; want 1", n)
+	}
+}

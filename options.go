@@ -45,6 +45,11 @@ type Options struct {
 	// ReprobeAfter is how long after its alarm an unrepairable gap is tried
 	// once more (a source may publish late). 0: 6h; <0: never.
 	ReprobeAfter time.Duration
+	// LeaseTTL is how long a Heal holds the lake's heal lease, which keeps
+	// two engines on one lake from repairing the same gaps twice. A cycle
+	// releases it when done; one that dies holds it until it expires.
+	// 0: 15 minutes.
+	LeaseTTL time.Duration
 	// CompactEvery is how many live slots pass between compactions of the
 	// partitions the live path writes (one file per tick). 0: 60.
 	CompactEvery int

@@ -1,0 +1,88 @@
+package heal
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The heal lease keeps two engines on one lake (two processes, two cron
+// runs that overlap) from repairing the same gaps twice. It is a chain of
+// create-only objects lease/<dataset>/<generation>: whoever creates the
+// next generation holds the lease until it expires or is released. A
+// create-only put is a conditional write on every store (link(2) on disk,
+// If-None-Match: * on S3), so two engines can never both take it.
+
+type leaseRecord struct {
+	Owner   string    `json:"owner"`
+	Expires time.Time `json:"expires"` // zero: released
+}
+
+func newOwnerID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// acquireLease takes the lease for this engine. It reports false, and who
+// holds it, when another live engine does.
+func (e *Engine) acquireLease(ctx context.Context) (gen int64, ok bool, holder string, err error) {
+	prefix := "lease/" + e.ds.Name + "/"
+	names, err := e.meta.ListMeta(ctx, prefix)
+	if err != nil {
+		return 0, false, "", fmt.Errorf("heal: lease: %w", err)
+	}
+	now := e.clock.Now()
+	if n := len(names); n > 0 {
+		last := names[n-1]
+		gen, _ = strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(last, prefix), ".json"), 10, 64)
+		b, err := e.meta.GetMeta(ctx, last)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return 0, false, "", fmt.Errorf("heal: lease: %w", err)
+		}
+		var rec leaseRecord
+		if err == nil {
+			if json.Unmarshal(b, &rec) != nil {
+				rec = leaseRecord{} // unreadable: treat as released
+			}
+		}
+		if rec.Owner != e.id && now.Before(rec.Expires) {
+			return 0, false, rec.Owner, nil
+		}
+		for _, old := range names[:max(0, n-3)] { // keep a short tail for debugging
+			_ = e.meta.DeleteMeta(ctx, old)
+		}
+	}
+	gen++
+	if err := e.putLease(ctx, gen, leaseRecord{Owner: e.id, Expires: now.Add(e.opts.LeaseTTL)}); err != nil {
+		if errors.Is(err, ErrExist) {
+			return 0, false, "another engine", nil // lost the race for this generation
+		}
+		return 0, false, "", err
+	}
+	return gen, true, e.id, nil
+}
+
+// releaseLease ends this engine's lease so the next cycle need not wait
+// for it to expire. It works even if ctx has ended.
+func (e *Engine) releaseLease(ctx context.Context, gen int64) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := e.putLease(ctx, gen+1, leaseRecord{Owner: e.id}); err != nil && !errors.Is(err, ErrExist) {
+		e.log.Warn("could not release the heal lease; it expires by itself", "err", err)
+	}
+}
+
+func (e *Engine) putLease(ctx context.Context, gen int64, rec leaseRecord) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	return e.meta.PutMeta(ctx, fmt.Sprintf("lease/%s/%020d.json", e.ds.Name, gen), b)
+}
