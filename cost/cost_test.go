@@ -199,7 +199,7 @@ func TestStoreCountsAsS3(t *testing.T) {
 	small := make([]byte, 100<<10)
 	must(st.Put(ctx, "d/a", small, false))
 	must(st.Put(ctx, "d/big", make([]byte, sink.DefaultS3PartSize+1), false)) // 2 parts + create + complete
-	obj, err := st.Open(ctx, "d/a")                                          // HEAD
+	obj, err := st.Open(ctx, "d/a")                                           // HEAD
 	must(err)
 	buf := make([]byte, 8)
 	for i := 0; i < 3; i++ {
