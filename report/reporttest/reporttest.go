@@ -141,6 +141,11 @@ func Build(ctx context.Context, dir string) (*heal.CycleReport, error) {
 	if err != nil {
 		return nil, err
 	}
+	return BuildStore(ctx, store)
+}
+
+// BuildStore is [Build] into any store (S3 in the heal command's tests).
+func BuildStore(ctx context.Context, store sink.Store) (*heal.CycleReport, error) {
 	clk := &Clock{t: Start}
 	m := cost.NewMeter("ticks", &cost.Options{Clock: clk, StoragePrefixes: []string{"ticks/", "ticks_hourly/"}})
 	lake := sink.NewLake(m.Store(store), nil)
