@@ -146,11 +146,24 @@ func Build(ctx context.Context, dir string) (*heal.CycleReport, error) {
 
 // BuildStore is [Build] into any store (S3 in the heal command's tests).
 func BuildStore(ctx context.Context, store sink.Store) (*heal.CycleReport, error) {
+	return BuildWith(ctx, store, nil)
+}
+
+// BuildWith is [BuildStore] with obs (if not nil) told of the engine's
+// events too.
+func BuildWith(ctx context.Context, store sink.Store, obs heal.Observer) (*heal.CycleReport, error) {
 	clk := &Clock{t: Start}
 	m := cost.NewMeter("ticks", &cost.Options{Clock: clk, StoragePrefixes: []string{"ticks/", "ticks_hourly/"}})
 	lake := sink.NewLake(m.Store(store), nil)
+	var o heal.Observer = m
+	if obs != nil {
+		o = heal.ObserverFunc(func(e heal.Event) {
+			m.Observe(e)
+			obs.Observe(e)
+		})
+	}
 	eng, err := heal.New(Ticks(), source{}, lake, &heal.Options{
-		Keys: Keys, Rule: audit.Continuous(), Clock: clk, Observer: m,
+		Keys: Keys, Rule: audit.Continuous(), Clock: clk, Observer: o,
 		Transformers: []heal.Transformer{hourly{}}, Retry: heal.RetryPolicy{MaxAttempts: 2},
 	})
 	if err != nil {
