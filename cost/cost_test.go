@@ -231,6 +231,15 @@ func TestStoreCountsAsS3(t *testing.T) {
 	if _, ok := st.(interface{ Unwrap() sink.Store }); !ok {
 		t.Error("the decorated store has no Unwrap")
 	}
+	dir, err := sink.NewDirStore(t.TempDir())
+	must(err)
+	if c, ok := m.Store(dir).(interface {
+		CleanTemp(time.Duration) (int, error)
+	}); !ok {
+		t.Error("a decorated DirStore hides CleanTemp")
+	} else if _, err := c.CleanTemp(time.Hour); err != nil {
+		t.Error(err)
+	}
 }
 
 // failing is a MetaStore whose puts fail while fail is set.

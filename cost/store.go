@@ -35,6 +35,18 @@ type meteredStore struct {
 // Unwrap returns the decorated store.
 func (s *meteredStore) Unwrap() sink.Store { return s.s }
 
+// CleanTemp passes on to the decorated store (sink.DirStore removes the
+// temporary files of puts a crash interrupted; the lake calls it when it
+// compacts), so decorating does not turn the clean-up off.
+func (s *meteredStore) CleanTemp(olderThan time.Duration) (int, error) {
+	if c, ok := s.s.(interface {
+		CleanTemp(time.Duration) (int, error)
+	}); ok {
+		return c.CleanTemp(olderThan)
+	}
+	return 0, nil
+}
+
 func (s *meteredStore) Put(ctx context.Context, name string, data []byte, ifAbsent bool) error {
 	if ctx.Value(selfKey{}) == s.m {
 		return s.s.Put(ctx, name, data, ifAbsent)
