@@ -137,7 +137,7 @@ func (e *Engine) Heal(ctx context.Context, w Window) (*CycleReport, error) {
 			dirty[k] = append(span.Set(nil), s...)
 		}
 	})
-	n, err := e.resynth(withStage(ctx, StageResynth), dirty, true)
+	n, err := e.resynth(withStage(ctx, StageResynth), dirty, true, w.End)
 	rep.Resynthesized += n
 	if err != nil {
 		return rep, err

@@ -20,14 +20,32 @@ type deriveTask struct {
 	out Window
 }
 
-// resynth recomputes, for every transformer, exactly the output windows
-// that the dirty input slots affect, and reports how many it recomputed.
-// With persist, a key whose windows all succeeded is marked clean in the
-// ledger; a failure is retried under the attempt budget, then alarmed once.
-func (e *Engine) resynth(ctx context.Context, dirty map[string]span.Set, persist bool) (int, error) {
+// resynth recomputes, for every transformer, exactly the closed output
+// windows (ending at or before limit) that the dirty input slots affect,
+// and reports how many it recomputed. With persist, a key whose windows all
+// succeeded is marked clean in the ledger; a failure is retried under the
+// attempt budget, then alarmed once. A slot affecting a window still open
+// stays dirty: the window is derived when its last slot lands, and if the
+// process dies before that derive, the first heal after the window closes
+// still knows to derive it.
+func (e *Engine) resynth(ctx context.Context, dirty map[string]span.Set, persist bool, limit time.Time) (int, error) {
+	clean := make(map[string]span.Set, len(dirty))
+	for k, s := range dirty {
+		var open []span.Range
+		for _, t := range e.opts.Transformers {
+			for _, r := range s {
+				for _, out := range t.Affected(e.window(r)) {
+					if out.End.After(limit) {
+						open = append(open, e.toSet([]Window{out.Intersect(e.window(r))})...)
+					}
+				}
+			}
+		}
+		clean[k] = span.Subtract(s, span.Normalize(open))
+	}
 	if len(e.opts.Transformers) == 0 || len(dirty) == 0 {
 		if persist {
-			for k, s := range dirty {
+			for k, s := range clean {
 				e.ledger.record(ledgerEvent{Kind: "clean", Key: k, Slots: s})
 			}
 		}
@@ -44,7 +62,7 @@ func (e *Engine) resynth(ctx context.Context, dirty map[string]span.Set, persist
 			seen := map[time.Time]bool{}
 			for _, r := range dirty[k] {
 				for _, out := range t.Affected(e.window(r)) {
-					if !seen[out.Start] {
+					if !seen[out.Start] && !out.End.After(limit) {
 						seen[out.Start] = true
 						tasks = append(tasks, deriveTask{t, k, out})
 					}
@@ -52,7 +70,7 @@ func (e *Engine) resynth(ctx context.Context, dirty map[string]span.Set, persist
 			}
 		}
 	}
-	return e.runDerives(ctx, tasks, dirty, persist)
+	return e.runDerives(ctx, tasks, clean, persist)
 }
 
 func (e *Engine) runDerives(ctx context.Context, tasks []deriveTask, dirty map[string]span.Set, persist bool) (int, error) {
@@ -215,8 +233,8 @@ func (e *Engine) deriveMissing(ctx context.Context, w Window, a *auditResult) (i
 			seen := map[time.Time]bool{}
 			for _, r := range a.keys[k].present {
 				for _, out := range t.Affected(e.window(r)) {
-					if seen[out.Start] {
-						continue
+					if seen[out.Start] || out.End.After(w.End) {
+						continue // an open window is derived when it closes
 					}
 					seen[out.Start] = true
 					i, _ := slices.BinarySearchFunc(h, out.Start, func(x, y time.Time) int { return x.Compare(y) })

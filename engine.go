@@ -283,38 +283,6 @@ func (e *Engine) Acquire(ctx context.Context, t time.Time) (int, error) {
 	if err := g.Wait(); err != nil {
 		return 0, err
 	}
-	// The output windows this tick closes. An open window (the current
-	// hour) is derived when its last slot lands, so a bar is never
-	// published half-built; Heal derives any window the loop missed.
-	end := slot.Add(e.ds.Grain)
-	var tasks []deriveTask
-	for _, t := range e.opts.Transformers {
-		for _, out := range t.Affected(Window{end.Add(-e.ds.Grain), end}) {
-			if !out.End.After(end) {
-				for _, k := range got {
-					tasks = append(tasks, deriveTask{t, k, out})
-				}
-			}
-		}
-	}
-	var dirty map[string]span.Set
-	if len(tasks) > 0 && anyRows(recs) {
-		// Persist the intent before writing, as a repair does: the window
-		// may hold an output derived while it was open (a repair inside
-		// it), which a crash between this write and the derive would leave
-		// stale with nothing to tell Heal.
-		dirty = make(map[string]span.Set, len(got))
-		if err := e.ledger.load(ctx); err != nil {
-			e.log.Warn("could not read the ledger before closing a window", "err", err)
-		}
-		for _, k := range got {
-			dirty[k] = span.Set{{Lo: e.idx(slot), Hi: e.idx(slot) + 1}}
-			e.ledger.record(ledgerEvent{Kind: "dirty", Key: k, Slots: dirty[k]})
-		}
-		if err := e.ledger.flush(ctx); err != nil {
-			e.log.Warn("could not record the windows this tick closes", "err", err)
-		}
-	}
 	rows := 0
 	for _, r := range recs {
 		if r.NumRows() == 0 {
@@ -330,13 +298,22 @@ func (e *Engine) Acquire(ctx context.Context, t time.Time) (int, error) {
 	if rows == 0 {
 		return 0, nil
 	}
-	if _, err := e.runDerives(ctx, tasks, dirty, dirty != nil); err != nil {
-		return rows, err
-	}
-	if dirty != nil {
-		if err := e.ledger.flush(ctx); err != nil {
-			e.log.Warn("could not record the closed windows as derived; the next heal derives them again", "err", err)
+	// Derive the output windows this tick closes. An open window (the
+	// current hour) is derived when its last slot lands, so a bar is never
+	// published half-built; Heal derives any window the loop missed.
+	end := slot.Add(e.ds.Grain)
+	var tasks []deriveTask
+	for _, t := range e.opts.Transformers {
+		for _, out := range t.Affected(Window{end.Add(-e.ds.Grain), end}) {
+			if !out.End.After(end) {
+				for _, k := range got {
+					tasks = append(tasks, deriveTask{t, k, out})
+				}
+			}
 		}
+	}
+	if _, err := e.runDerives(ctx, tasks, nil, false); err != nil {
+		return rows, err
 	}
 	// Micro-batches make one file per tick; fold them every CompactEvery
 	// slots so partitions stay a handful of files between audits.
@@ -415,15 +392,6 @@ func chunks(keys []string, n int) [][]string {
 		keys = keys[m:]
 	}
 	return out
-}
-
-func anyRows(recs []arrow.Record) bool {
-	for _, r := range recs {
-		if r.NumRows() > 0 {
-			return true
-		}
-	}
-	return false
 }
 
 func contains(ks []string, k string) bool {
