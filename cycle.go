@@ -105,6 +105,7 @@ func (e *Engine) Heal(ctx context.Context, w Window) (*CycleReport, error) {
 		}
 	}
 	if err := e.ledger.flush(ctx); err != nil {
+		e.lakeWrite(ctx, w, err)
 		return rep, err
 	}
 
@@ -120,7 +121,12 @@ func (e *Engine) Heal(ctx context.Context, w Window) (*CycleReport, error) {
 			rep.Empty += r.Empty
 			rep.Unrepairable += r.Unrepairable
 			mu.Unlock()
+			if r.LakeErr != nil {
+				e.lakeWrite(gctx, w, r.LakeErr)
+				return r.LakeErr
+			}
 			if err := e.ledger.flush(gctx); err != nil {
+				e.lakeWrite(gctx, w, err)
 				return err
 			}
 			return gctx.Err()
@@ -168,8 +174,10 @@ func (e *Engine) Heal(ctx context.Context, w Window) (*CycleReport, error) {
 		Duplicates: rep.Duplicates, Repaired: rep.Repaired, Empty: rep.Empty, Calls: rep.Calls, Alarms: rep.Alarms,
 	}})
 	if err := e.ledger.flush(ctx); err != nil {
+		e.lakeWrite(ctx, w, err)
 		return rep, err
 	}
+	e.lakeWrite(ctx, w, nil)
 	e.log.Info("heal cycle", "window", w.String(), "missing", rep.Missing, "requests", rep.Requests,
 		"calls", rep.Calls, "repaired", rep.Repaired, "empty", rep.Empty, "unrepairable", rep.Unrepairable,
 		"resynthesized", rep.Resynthesized, "alarms", rep.Alarms, "resolved", rep.Resolved)
@@ -299,7 +307,19 @@ func (e *Engine) plan(a *auditResult, now time.Time, rep *CycleReport) []repairJ
 	return jobs
 }
 
-type repairResult struct{ Calls, Repaired, Empty, Unrepairable int }
+type repairResult struct {
+	Calls, Repaired, Empty, Unrepairable int
+	// LakeErr is set when the source delivered but the lake refused the
+	// rows: not the source's fault, so no attempt is counted and the gap
+	// is not given up on; the cycle fails and the next one retries.
+	LakeErr error
+}
+
+// lakeWriteError marks a repair that failed writing to the lake.
+type lakeWriteError struct{ err error }
+
+func (e *lakeWriteError) Error() string { return e.err.Error() }
+func (e *lakeWriteError) Unwrap() error { return e.err }
 
 // repair runs one job: fetch with backoff until success, a permanent
 // error, or the budget is spent.
@@ -337,6 +357,10 @@ func (e *Engine) repair(ctx context.Context, j repairJob) repairResult {
 		}
 		if ctx.Err() != nil {
 			return res // interrupted: not the source's fault, nothing counted
+		}
+		if le := (*lakeWriteError)(nil); errors.As(err, &le) {
+			res.LakeErr = le.err
+			return res
 		}
 		for k, holes := range j.holes {
 			e.ledger.record(ledgerEvent{Kind: "attempt", Key: k, Slots: holes, Err: err.Error()})
@@ -389,7 +413,7 @@ func (e *Engine) landRepair(ctx context.Context, j repairJob, rec arrow.Record) 
 	defer out.Release()
 	if out.NumRows() > 0 {
 		if err := e.lake.Write(ctx, e.ds, out); err != nil {
-			return nil, fmt.Errorf("heal: repair %s: write: %w", j.req.Window, err)
+			return nil, &lakeWriteError{fmt.Errorf("heal: repair %s: write: %w", j.req.Window, err)}
 		}
 		e.stats.add(&e.stats.RowsWritten, int(out.NumRows()))
 		e.observe(Event{Kind: EventWrite, Key: firstKey(j.req.Keys), Window: j.req.Window, Rows: int(out.NumRows())})

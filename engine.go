@@ -39,6 +39,9 @@ type Engine struct {
 	id        string // this engine's owner id in the heal lease
 
 	healMu sync.Mutex
+
+	lakeMu   sync.Mutex
+	lakeDown bool // a lake write failed and none succeeded since: a lake-write alarm is out
 }
 
 // New returns an engine over ds, reading from src and storing into lake.
@@ -289,9 +292,13 @@ func (e *Engine) Acquire(ctx context.Context, t time.Time) (int, error) {
 			continue
 		}
 		if err := e.lake.Write(ctx, e.ds, r); err != nil {
+			e.lakeWrite(ctx, w, err)
 			return rows, fmt.Errorf("heal: acquire %s: write: %w", slot.Format(time.RFC3339), err)
 		}
 		rows += int(r.NumRows())
+	}
+	if rows > 0 {
+		e.lakeWrite(ctx, w, nil)
 	}
 	e.stats.add(&e.stats.RowsWritten, rows)
 	e.observe(Event{Kind: EventWrite, Window: w, Live: true, Rows: rows})
@@ -324,6 +331,39 @@ func (e *Engine) Acquire(ctx context.Context, t time.Time) (int, error) {
 		}
 	}
 	return rows, nil
+}
+
+// lakeWrite notes the outcome of a write to the lake: the first failure
+// raises one StageLakeWrite alarm (disk full, permission denied, ...), the
+// first success after it a resolved notice. The episode is kept in memory,
+// not in the ledger: the ledger lives in the lake that is failing.
+func (e *Engine) lakeWrite(ctx context.Context, w Window, err error) {
+	var ie *InputError
+	if err != nil && (ctx.Err() != nil || errors.As(err, &ie)) {
+		return // not the lake's fault
+	}
+	e.lakeMu.Lock()
+	changed := (err != nil) != e.lakeDown
+	e.lakeDown = err != nil
+	e.lakeMu.Unlock()
+	if !changed {
+		return
+	}
+	a := Alarm{Dataset: e.ds.Name, Window: w, Stage: StageLakeWrite, Resolved: err == nil, At: e.clock.Now().UTC()}
+	if err != nil {
+		a.LastError = err.Error()
+		e.log.Error("the lake refuses writes", "err", err)
+	}
+	if aerr := e.opts.Alarmer.Alarm(context.WithoutCancel(ctx), a); aerr != nil {
+		e.log.Error("alarmer failed", "err", aerr)
+	}
+	if err != nil {
+		e.stats.add(&e.stats.Alarms, 1)
+		e.observe(Event{Kind: EventAlarm, Window: w, Err: err})
+	} else {
+		e.stats.add(&e.stats.Resolved, 1)
+		e.observe(Event{Kind: EventResolved, Window: w})
+	}
 }
 
 // fetch makes one rate-limited source call and counts it.
