@@ -327,6 +327,8 @@ func TestOddServers(t *testing.T) {
 					t.Errorf("wait %s, want %s", ra.Wait, tc.wait)
 				}
 			}
+			mu.Lock() // the handler may still be running after a reset
+			defer mu.Unlock()
 			for _, u := range urls {
 				if strings.Contains(u, token) || strings.Contains(u, "token") {
 					t.Errorf("token in URL %s", u)
