@@ -54,13 +54,9 @@ type auditResult struct {
 // ledger, not the data.
 func (e *Engine) audit(ctx context.Context, w Window) (*auditResult, error) {
 	a := &auditResult{w: w, keys: make(map[string]*keyAudit, len(e.opts.Keys))}
-	present := make(map[string][]int64, len(e.opts.Keys))
+	present := make(map[string][]span.Range, len(e.opts.Keys))
 	err := e.lake.Inventory(ctx, e.ds, Query{Keys: e.opts.Keys, Window: w}, func(p PartitionInfo) error {
-		idx := present[p.Partition.Key]
-		for t := range p.Present.All() {
-			idx = append(idx, e.idx(t))
-		}
-		present[p.Partition.Key] = idx
+		present[p.Partition.Key] = p.Present.appendRuns(present[p.Partition.Key])
 		if d := p.Duplicates(); d > 0 || p.Files > 1 {
 			a.dups += d
 			a.crowded = append(a.crowded, p.Partition)
@@ -74,9 +70,7 @@ func (e *Engine) audit(ctx context.Context, w Window) (*auditResult, error) {
 	e.ledger.view(func(st *ledgerState) {
 		for _, k := range e.opts.Keys {
 			ka := &keyAudit{expected: e.toSet(e.opts.Rule.Expected(k, w, e.ds.Grain)).Clip(wr)}
-			idx := present[k]
-			sortInt64(idx)
-			ka.present = span.FromSorted(idx)
+			ka.present = span.Normalize(present[k])
 			var empty []int64
 			for i, s := range st.Slots[k] {
 				if s.Status == slotEmpty && i >= wr.Lo && i < wr.Hi {
@@ -113,6 +107,9 @@ func (e *Engine) Audit(ctx context.Context, w Window) (*AuditReport, error) {
 			Present:  int(span.Intersect(ka.expected, ka.present).Count()),
 			Empty:    int(span.Intersect(ka.expected, ka.empty).Count()),
 			Missing:  int(ka.missing.Count()),
+		}
+		if len(ka.missing) > 0 {
+			x.Gaps = make([]Window, 0, len(ka.missing))
 		}
 		for _, g := range ka.missing {
 			x.Gaps = append(x.Gaps, e.window(g))

@@ -6,6 +6,8 @@ import (
 	"iter"
 	"math/bits"
 	"time"
+
+	"github.com/selfheal/heal/internal/span"
 )
 
 // Slots is a set of grain-aligned instants within a window: which minutes of
@@ -112,6 +114,31 @@ func (s Slots) All() iter.Seq[time.Time] {
 			}
 		}
 	}
+}
+
+// appendRuns appends the runs of consecutive slots in the set to rs, as
+// ranges of slot indices (instant / grain), word by word rather than slot
+// by slot; a run that touches the last range of rs extends it.
+func (s Slots) appendRuns(rs []span.Range) []span.Range {
+	if s.grain <= 0 {
+		return rs
+	}
+	base := s.start.UnixNano() / int64(s.grain)
+	for wi, w := range s.bits {
+		for w != 0 {
+			tz := bits.TrailingZeros64(w)
+			ones := bits.TrailingZeros64(^(w >> tz))
+			w &^= (1<<ones - 1) << tz
+			lo := base + int64(wi*64+tz)
+			hi := lo + int64(ones)
+			if n := len(rs); n > 0 && rs[n-1].Hi == lo {
+				rs[n-1].Hi = hi
+				continue
+			}
+			rs = append(rs, span.Range{Lo: lo, Hi: hi})
+		}
+	}
+	return rs
 }
 
 // Clone returns an independent copy.
