@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,7 +31,9 @@ type tempCleaner interface {
 // finds a file gone lists the partition again and finds the merged file,
 // which holds the same rows. A crash between writing the merged file and
 // deleting the inputs leaves the data correct (the copies are ranked by
-// seq); the next compaction removes them.
+// seq); the next compaction removes them. The lake index learns of the
+// merged files and the deleted inputs before the inputs are deleted, in
+// batches, and Compact then merges the index if it has grown.
 //
 // Compact also removes temporary files older than an hour from stores that
 // leave them behind when a process dies ([DirStore.CleanTemp]).
@@ -42,18 +45,62 @@ func (l *Lake) Compact(ctx context.Context, ds *heal.Dataset, q heal.Query) (int
 			l.log.Info("heal/sink: removed stale temporary files", "count", n)
 		}
 	}
+	st, err := l.loadIndex(ctx, ds)
+	if err != nil {
+		return 0, fmt.Errorf("heal/sink: compact %s: %w", ds.Name, err)
+	}
 	parts, err := l.list(ctx, ds, q)
 	if err != nil {
 		return 0, fmt.Errorf("heal/sink: compact %s: %w", ds.Name, err)
 	}
 	var n atomic.Int64
 	lim := newLimiter(l.conc)
+	var errs []error
+	for len(parts) > 0 {
+		batch := parts[:min(len(parts), compactBatch)]
+		parts = parts[len(batch):]
+		done, err := l.compactBatch(ctx, ds, st, batch, lim)
+		n.Add(int64(done))
+		if err != nil {
+			errs = append(errs, err)
+			if ctx.Err() != nil {
+				break
+			}
+		}
+	}
+	if n.Load() > 0 && ctx.Err() == nil {
+		if err := l.mergeIndex(ctx, ds, false); err != nil {
+			l.log.Warn("heal/sink: merging the index", "dataset", ds.Name, "err", err)
+		}
+	}
+	return int(n.Load()), errors.Join(errs...)
+}
+
+// compactBatch is the number of partitions whose merged files are recorded
+// in the index in one object, before their inputs are deleted.
+const compactBatch = 256
+
+// compacted is one partition rewritten: its merged file and its inputs.
+type compacted struct {
+	p      heal.Partition
+	merged idxEntry
+	inputs []fileRef
+}
+
+// compactBatch compacts parts: merges and stores the files of each, records
+// the merged files and the removal of their inputs in the index, then
+// deletes the inputs.
+func (l *Lake) compactBatch(ctx context.Context, ds *heal.Dataset, st *indexState, parts []*partFiles, lim limiter) (int, error) {
+	var (
+		mu   sync.Mutex
+		done []compacted
+	)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(l.conc)
 	for _, pf := range parts {
 		g.Go(func() error {
 			if len(pf.files) == 1 {
-				dup, err := l.hasDuplicates(gctx, ds, pf, lim)
+				dup, err := l.hasDuplicates(gctx, ds, st, pf, lim)
 				if err != nil {
 					return fmt.Errorf("heal/sink: compact %s: %w", pf.p, err)
 				}
@@ -61,38 +108,72 @@ func (l *Lake) Compact(ctx context.Context, ds *heal.Dataset, q heal.Query) (int
 					return nil
 				}
 			}
-			done, err := l.compactPartition(gctx, ds, pf)
-			if done {
-				n.Add(1)
-			}
+			c, ok, err := l.compactPartition(gctx, ds, pf)
 			if err != nil {
 				return fmt.Errorf("heal/sink: compact %s: %w", pf.p, err)
+			}
+			if ok {
+				mu.Lock()
+				done = append(done, c)
+				mu.Unlock()
 			}
 			return nil
 		})
 	}
-	err = g.Wait()
-	return int(n.Load()), err
+	err := g.Wait()
+	if len(done) == 0 {
+		return 0, err
+	}
+	var entries []idxEntry
+	for _, c := range done {
+		entries = append(entries, c.merged)
+		for _, f := range c.inputs {
+			entries = append(entries, removeEntry(ds, c.p, f.name))
+		}
+	}
+	l.logIndex(ctx, ds, entries)
+	var errs []error
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, c := range done {
+		for _, f := range c.inputs {
+			if err := l.store.Delete(ctx, f.name); err != nil {
+				// The data is correct; the copies left are merged next time.
+				errs = append(errs, fmt.Errorf("heal/sink: compact %s: deleting compacted input: %w", c.p, err))
+			}
+		}
+		l.log.Debug("heal/sink: compacted partition", "dataset", ds.Name, "partition", c.p.String(), "files", len(c.inputs), "file", c.merged.name)
+	}
+	return len(done), errors.Join(errs...)
 }
 
 // hasDuplicates reports whether the single file of pf holds a slot twice.
-// Files heal wrote never do; only files without a valid index are read.
-func (l *Lake) hasDuplicates(ctx context.Context, ds *heal.Dataset, pf *partFiles, lim limiter) (bool, error) {
-	info, err := l.inventoryPartition(ctx, ds, pf, heal.Window{}, lim)
+// Files heal wrote never do, and a file the index knows does not: only
+// files without an entry and without a valid footer index are read.
+func (l *Lake) hasDuplicates(ctx context.Context, ds *heal.Dataset, st *indexState, pf *partFiles, lim limiter) (bool, error) {
+	fr := pf.files[0]
+	if f, ok := st.files[relName(ds, fr.name)]; ok && f.e.size == fr.size {
+		if _, ok := f.e.fileInv(ds); ok {
+			return false, nil
+		}
+	}
+	info, err := l.inventoryPartition(ctx, ds, pf, nil, heal.Window{}, true, lim, nil)
 	if err != nil {
 		return false, err
 	}
 	return info.Duplicates() > 0, nil
 }
 
-// compactPartition merges the files of pf into one and deletes them.
-func (l *Lake) compactPartition(ctx context.Context, ds *heal.Dataset, pf *partFiles) (bool, error) {
+// compactPartition merges the files of pf into one new file and returns
+// it with the inputs to delete; ok is false when no usable row was left.
+func (l *Lake) compactPartition(ctx context.Context, ds *heal.Dataset, pf *partFiles) (compacted, bool, error) {
 	rec, used, err := l.loadPartition(ctx, ds, pf, heal.Window{})
 	if err != nil {
-		return false, err
+		return compacted{}, false, err
 	}
 	if rec == nil {
-		return false, nil // nothing usable was left
+		return compacted{}, false, nil // nothing usable was left
 	}
 	defer rec.Release()
 	seq := zeroSeq
@@ -101,24 +182,13 @@ func (l *Lake) compactPartition(ctx context.Context, ds *heal.Dataset, pf *partF
 			seq = f.seq
 		}
 	}
-	data, err := l.encode(ds, pf.p, rec)
+	data, slots, err := l.encode(ds, pf.p, rec)
 	if err != nil {
-		return false, err
+		return compacted{}, false, err
 	}
 	name := partitionDir(ds, pf.p) + seq + ".c" + randHex() + fileExt
 	if err := l.store.Put(ctx, name, data, true); err != nil {
-		return false, err
+		return compacted{}, false, err
 	}
-	var errs []error
-	for _, f := range used {
-		if err := l.store.Delete(ctx, f.name); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		// The data is correct; the copies left are merged next time.
-		return true, fmt.Errorf("deleting compacted inputs: %w", err)
-	}
-	l.log.Debug("heal/sink: compacted partition", "dataset", ds.Name, "partition", pf.p.String(), "files", len(used), "rows", rec.NumRows(), "file", name)
-	return true, nil
+	return compacted{p: pf.p, merged: addEntry(ds, pf.p, name, int64(len(data)), slots), inputs: used}, true, nil
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -193,7 +194,10 @@ func (s *DirStore) Open(ctx context.Context, name string) (Object, error) {
 
 // List implements [Store]. It walks only the directory the prefix points
 // into, one directory at a time, so that names come out in lexical order.
-// Elements starting with '.' (temporary files among them) are skipped.
+// Elements starting with '.' (temporary files among them) are skipped. At
+// the first level holding several directories (the keys of a dataset, say),
+// their subtrees are read several at once, a few ahead of the one being
+// delivered.
 func (s *DirStore) List(ctx context.Context, prefix string, fn func(ObjectInfo) error) error {
 	if strings.HasPrefix(prefix, "/") || strings.Contains(prefix, "\\") {
 		return fmt.Errorf("heal/sink: list %q: bad prefix", prefix)
@@ -205,12 +209,28 @@ func (s *DirStore) List(ctx context.Context, prefix string, fn func(ObjectInfo) 
 			return fmt.Errorf("heal/sink: list %q: %w", prefix, err)
 		}
 	}
-	return s.walk(ctx, base, prefix, fn)
+	return s.walk(ctx, base, prefix, fn, true)
 }
 
+// dirEntry is one entry of a directory being walked.
+type dirEntry struct {
+	sortKey string
+	name    string
+	dir     bool
+	de      fs.DirEntry
+}
+
+// listWorkers and listAhead bound a parallel walk: directories read at
+// once, and subtrees read ahead of the one being delivered.
+const (
+	listWorkers = 8
+	listAhead   = 32
+)
+
 // walk lists the directory dir (a store name, "" for the root) in lexical
-// order of full names, calling fn for files matching prefix.
-func (s *DirStore) walk(ctx context.Context, dir, prefix string, fn func(ObjectInfo) error) error {
+// order of full names, calling fn for files matching prefix. With parallel,
+// a level holding several directories is walked by walkParallel.
+func (s *DirStore) walk(ctx context.Context, dir, prefix string, fn func(ObjectInfo) error, parallel bool) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("heal/sink: list %q: %w", prefix, err)
 	}
@@ -221,13 +241,8 @@ func (s *DirStore) walk(ctx context.Context, dir, prefix string, fn func(ObjectI
 		}
 		return fmt.Errorf("heal/sink: list %q: %w", prefix, err)
 	}
-	type entry struct {
-		sortKey string
-		name    string
-		dir     bool
-		de      fs.DirEntry
-	}
-	list := make([]entry, 0, len(entries))
+	list := make([]dirEntry, 0, len(entries))
+	dirs := 0
 	for _, de := range entries {
 		if strings.HasPrefix(de.Name(), ".") {
 			continue
@@ -241,28 +256,101 @@ func (s *DirStore) walk(ctx context.Context, dir, prefix string, fn func(ObjectI
 			if !strings.HasPrefix(name+"/", prefix) && !strings.HasPrefix(prefix, name+"/") {
 				continue
 			}
-			list = append(list, entry{sortKey: name + "/", name: name, dir: true, de: de})
+			list = append(list, dirEntry{sortKey: name + "/", name: name, dir: true, de: de})
+			dirs++
 		} else if de.Type().IsRegular() && strings.HasPrefix(name, prefix) {
-			list = append(list, entry{sortKey: name, name: name, de: de})
+			list = append(list, dirEntry{sortKey: name, name: name, de: de})
 		}
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].sortKey < list[j].sortKey })
+	if parallel && dirs > 1 {
+		return s.walkParallel(ctx, list, prefix, fn)
+	}
 	for _, e := range list {
 		if e.dir {
-			if err := s.walk(ctx, e.name, prefix, fn); err != nil {
+			if err := s.walk(ctx, e.name, prefix, fn, parallel); err != nil {
 				return err
 			}
 			continue
 		}
-		fi, err := e.de.Info()
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				continue // deleted since ReadDir
-			}
-			return fmt.Errorf("heal/sink: list %q: %w", prefix, err)
-		}
-		if err := fn(ObjectInfo{Name: e.name, Size: fi.Size(), ModTime: fi.ModTime()}); err != nil {
+		if err := s.emit(e, prefix, fn); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// emit calls fn for the file e.
+func (s *DirStore) emit(e dirEntry, prefix string, fn func(ObjectInfo) error) error {
+	fi, err := e.de.Info()
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // deleted since ReadDir
+		}
+		return fmt.Errorf("heal/sink: list %q: %w", prefix, err)
+	}
+	return fn(ObjectInfo{Name: e.name, Size: fi.Size(), ModTime: fi.ModTime()})
+}
+
+// walkParallel delivers list in order, reading the subtrees of its
+// directories up to listWorkers at once and listAhead ahead.
+func (s *DirStore) walkParallel(ctx context.Context, list []dirEntry, prefix string, fn func(ObjectInfo) error) error {
+	type subtree struct {
+		done  chan struct{}
+		infos []ObjectInfo
+		err   error
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	sem := make(chan struct{}, listWorkers)
+	subs := make([]*subtree, len(list))
+	next := 0
+	for i, e := range list {
+		for ; next < len(list) && next <= i+listAhead; next++ {
+			if !list[next].dir {
+				continue
+			}
+			st := &subtree{done: make(chan struct{})}
+			subs[next] = st
+			name := list[next].name
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer close(st.done)
+				select {
+				case sem <- struct{}{}:
+				case <-ctx.Done():
+					st.err = ctx.Err()
+					return
+				}
+				defer func() { <-sem }()
+				st.err = s.walk(ctx, name, prefix, func(oi ObjectInfo) error {
+					st.infos = append(st.infos, oi)
+					return nil
+				}, false)
+			}()
+		}
+		if !e.dir {
+			if err := s.emit(e, prefix, fn); err != nil {
+				return err
+			}
+			continue
+		}
+		st := subs[i]
+		<-st.done
+		subs[i] = nil
+		if st.err != nil {
+			if cerr := ctx.Err(); cerr != nil {
+				return fmt.Errorf("heal/sink: list %q: %w", prefix, cerr)
+			}
+			return st.err
+		}
+		for _, oi := range st.infos {
+			if err := fn(oi); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -57,36 +57,37 @@ func encodeIndex(s heal.Slots, rows int64) (slots, nrows, crc string, err error)
 		fmt.Sprintf("%08x", indexCRC(b, rows, first, last)), nil
 }
 
-// decodeIndex returns the slots a file's index says it holds, or ok=false
+// decodeIndex returns the slots a file's index says it holds, and their
+// encoding, or ok=false
 // when the index is missing, malformed, not at ds's grain, reaches outside
 // the partition p, or disagrees with the file (numRows is the footer's
 // count). A
 // valid index also promises one row per slot: heal never writes a file
 // holding a slot twice.
-func decodeIndex(ds *heal.Dataset, p heal.Partition, get func(string) *string, numRows int64) (heal.Slots, bool) {
+func decodeIndex(ds *heal.Dataset, p heal.Partition, get func(string) *string, numRows int64) (heal.Slots, []byte, bool) {
 	sv, rv, cv := get(mdSlots), get(mdRows), get(mdCRC)
 	if sv == nil || rv == nil || cv == nil {
-		return heal.Slots{}, false
+		return heal.Slots{}, nil, false
 	}
 	b, err := base64.StdEncoding.DecodeString(*sv)
 	if err != nil {
-		return heal.Slots{}, false
+		return heal.Slots{}, nil, false
 	}
 	var s heal.Slots
 	if s.UnmarshalBinary(b) != nil {
-		return heal.Slots{}, false
+		return heal.Slots{}, nil, false
 	}
 	rows, err := strconv.ParseInt(*rv, 10, 64)
 	if err != nil || rows != numRows || int64(s.Count()) != rows {
-		return heal.Slots{}, false
+		return heal.Slots{}, nil, false
 	}
 	sw, pw := s.Window(), p.Window()
 	if s.Grain() != ds.Grain || sw.Start.Before(pw.Start) || sw.End.After(pw.End) || !sw.Start.Equal(ds.Slot(sw.Start)) {
-		return heal.Slots{}, false
+		return heal.Slots{}, nil, false
 	}
 	first, last := firstLast(s)
 	if fmt.Sprintf("%08x", indexCRC(b, rows, first, last)) != *cv {
-		return heal.Slots{}, false
+		return heal.Slots{}, nil, false
 	}
-	return s, true
+	return s, b, true
 }

@@ -4,27 +4,244 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
-	"github.com/apache/arrow/go/v17/arrow/array"
 	"github.com/selfheal/heal"
 	"golang.org/x/sync/errgroup"
 )
 
+// InventoryMode says where [Lake.Inventory] learns which slots each data
+// file holds. The zero value is [InventoryListed].
+type InventoryMode int
+
+const (
+	// InventoryListed lists the data files (one listing of the dataset, of
+	// its keys or of its partitions, whichever is fewer requests) and takes
+	// each file's slots from the lake index when an entry matches the
+	// file's name and size; only files without one are opened, and read
+	// from their footer index, or their data. It sees every file, whoever
+	// wrote it, and records in the index what it had to read, so the next
+	// inventory need not.
+	InventoryListed InventoryMode = iota
+	// InventoryTrusted answers from the lake index alone, without listing
+	// the data, once [Lake.Verify] has found the index whole for the
+	// dataset (until then it works as InventoryListed). It is for lakes
+	// that only heal writes: a file dropped in by another tool, or left
+	// without its entry by a crash, is not seen until the next Verify, and a
+	// file deleted behind heal's back is still reported.
+	InventoryTrusted
+	// InventoryFooters lists the data files and reads the footer index of
+	// each, ignoring the lake index: the behaviour before there was one.
+	InventoryFooters
+	// InventoryScan lists the data files and reads the key and time columns
+	// of each, ignoring every index: the ground truth, and the full audit
+	// the benchmark compares the index with.
+	InventoryScan
+)
+
+func (m InventoryMode) String() string {
+	switch m {
+	case InventoryListed:
+		return "listed"
+	case InventoryTrusted:
+		return "trusted"
+	case InventoryFooters:
+		return "footers"
+	case InventoryScan:
+		return "scan"
+	}
+	return fmt.Sprintf("InventoryMode(%d)", int(m))
+}
+
 // Inventory implements [heal.Lake]. It calls fn for each stored partition
 // of ds matching q that holds rows in q.Window, in the order of Scan, from
-// one goroutine. For each file it reads only the footer and uses the
-// presence index heal wrote there; a file without a valid index (written by
-// another tool, or tampered with) has its key and time columns read
-// instead, and its partition is reported Scanned. Footers are read in
-// parallel, up to Options.Concurrency at once, across files and partitions
-// (results are still delivered in order).
+// one goroutine. How it learns what the files hold is Options.Inventory
+// ([InventoryListed] by default): from the lake index, from each file's
+// footer, or from the key and time columns, the only columns ever read. A
+// partition one of whose files had no usable index is reported Scanned.
+// Files are read in parallel, up to Options.Concurrency at once, across
+// files and partitions (results are still delivered in order).
 func (l *Lake) Inventory(ctx context.Context, ds *heal.Dataset, q heal.Query, fn func(heal.PartitionInfo) error) error {
-	parts, err := l.list(ctx, ds, q)
+	if err := ds.Validate(); err != nil {
+		return err
+	}
+	var st *indexState
+	mode := l.inv
+	if mode == InventoryTrusted {
+		var err error
+		if st, err = l.loadIndex(ctx, ds); err != nil {
+			return fmt.Errorf("heal/sink: inventory %s: %w", ds.Name, err)
+		}
+		done, err := l.inventoryTrusted(ctx, ds, q, st, nil, fn)
+		if done || err != nil {
+			return err
+		}
+		mode = InventoryListed
+	}
+	return l.inventoryListed(ctx, ds, q, mode, st, nil, fn)
+}
+
+// InventorySince is Inventory restricted to the partitions that changed
+// since mark, a value it returned before ("" for the first call, which
+// inventories everything q selects). It returns the mark to pass next
+// time, so an audit that runs every hour only revisits the partitions
+// heal wrote, repaired or compacted since the previous one.
+//
+// Changes are read from the lake index: files written by other tools, or
+// deleted behind heal's back, do not count as changes (a plain Inventory
+// sees them). A mark older than a day, or an index that could not be read
+// whole, gives a full inventory. Marks come from the writers' clocks:
+// changes committed within a minute before the mark are reported again.
+func (l *Lake) InventorySince(ctx context.Context, ds *heal.Dataset, q heal.Query, mark string, fn func(heal.PartitionInfo) error) (string, error) {
+	if err := ds.Validate(); err != nil {
+		return mark, err
+	}
+	if mark != "" && seqOf(mark+fileExt) == "" {
+		return mark, fmt.Errorf("heal/sink: inventory %s: bad mark %q", ds.Name, mark)
+	}
+	st, err := l.loadIndex(ctx, ds)
+	if err != nil {
+		return mark, fmt.Errorf("heal/sink: inventory %s: %w", ds.Name, err)
+	}
+	next := max(mark, st.maxSeq)
+	var only map[partKey]bool
+	if mark != "" && st.complete && time.Since(seqTime(mark)) < indexRetention/2 {
+		only = st.changedSince(fmt.Sprintf("%020d", seqTime(mark).Add(-time.Minute).UnixNano()))
+		if len(only) == 0 {
+			return next, nil
+		}
+	}
+	if l.inv == InventoryTrusted {
+		done, err := l.inventoryTrusted(ctx, ds, q, st, only, fn)
+		if done || err != nil {
+			return next, err
+		}
+	}
+	mode := l.inv
+	if mode == InventoryTrusted {
+		mode = InventoryListed
+	}
+	return next, l.inventoryListed(ctx, ds, q, mode, st, only, fn)
+}
+
+// inventoryTrusted answers from the index alone. It reports false, having
+// called fn for nothing, when the index is not fit for that: never
+// reconciled, read in part, or holding an entry that does not parse.
+func (l *Lake) inventoryTrusted(ctx context.Context, ds *heal.Dataset, q heal.Query, st *indexState, only map[partKey]bool, fn func(heal.PartitionInfo) error) (bool, error) {
+	if st.reconciled == "" || !st.complete {
+		return false, nil
+	}
+	keys := keySet(q.Keys)
+	type part struct {
+		p    heal.Partition
+		invs []*fileInv
+	}
+	var (
+		parts   []part
+		lastKey string
+		keyOK   bool
+	)
+	for _, entries := range st.byPartition() {
+		e0 := entries[0]
+		pk := partKey{e0.key, e0.start}
+		if keys != nil && !keys[pk.key] || only != nil && !only[pk] {
+			continue
+		}
+		if e0.key != lastKey || parts == nil {
+			lastKey, keyOK = e0.key, heal.ValidKey(e0.key) == nil
+		}
+		if !keyOK {
+			continue
+		}
+		p := e0.partition(ds)
+		if !q.Window.IsZero() && !p.Window().Overlaps(q.Window) {
+			continue
+		}
+		invs := make([]*fileInv, len(entries))
+		for i, e := range entries {
+			fi, ok := e.fileInv(ds)
+			if !ok {
+				l.log.Warn("heal/sink: unusable index entry; listing the dataset instead", "dataset", ds.Name, "file", e.name)
+				return false, nil
+			}
+			invs[i] = fi
+		}
+		parts = append(parts, part{p, invs})
+		if len(parts) == 1 && cap(parts) < 64 {
+			parts = slices.Grow(parts, 1024)
+		}
+	}
+	for i, pt := range parts {
+		if i%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return true, fmt.Errorf("heal/sink: inventory %s: %w", ds.Name, err)
+			}
+		}
+		info := partitionInfo(ds, pt.p, q.Window, pt.invs)
+		if info.Rows == 0 {
+			continue
+		}
+		if err := fn(info); err != nil {
+			return true, err
+		}
+	}
+	return true, nil
+}
+
+// inventoryListed lists the files and learns what each holds, from the
+// index st (loaded here when mode is InventoryListed and st is nil), its
+// footer or its data, as mode says. only, when not nil, restricts it to
+// those partitions.
+func (l *Lake) inventoryListed(ctx context.Context, ds *heal.Dataset, q heal.Query, mode InventoryMode, st *indexState, only map[partKey]bool, fn func(heal.PartitionInfo) error) error {
+	started := time.Now()
+	if mode == InventoryListed && st == nil {
+		// The index is read before the data is listed, so that an entry
+		// whose file is not listed means the file is gone.
+		var err error
+		if st, err = l.loadIndex(ctx, ds); err != nil {
+			return fmt.Errorf("heal/sink: inventory %s: %w", ds.Name, err)
+		}
+	}
+	if mode != InventoryListed {
+		st = nil
+	}
+	parts, err := l.listWith(ctx, ds, q, only)
 	if err != nil {
 		return fmt.Errorf("heal/sink: inventory %s: %w", ds.Name, err)
 	}
+	rec := &reconciler{st: st, started: started}
+	if st != nil {
+		rec.listed = make(map[partKey]map[string]bool, len(parts))
+	}
+	defer func() { l.reconcile(ctx, ds, rec) }()
+
+	// What the index already says, file by file; nil where a file must be read.
+	known := make([][]*fileInv, len(parts))
+	need := make([]bool, len(parts))
+	for i, pf := range parts {
+		known[i] = make([]*fileInv, len(pf.files))
+		var names map[string]bool
+		if st != nil {
+			names = make(map[string]bool, len(pf.files))
+			rec.listed[partKey{pf.p.Key, pf.p.Start.Unix()}] = names
+		}
+		for j, fr := range pf.files {
+			if st != nil {
+				rel := relName(ds, fr.name)
+				names[rel] = true
+				if f, ok := st.files[rel]; ok && f.e.size == fr.size {
+					if fi, ok := f.e.fileInv(ds); ok {
+						known[i][j] = fi
+						continue
+					}
+				}
+			}
+			need[i] = true
+		}
+	}
+
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait() // no goroutine outlives the call (nor its allocations)
@@ -35,37 +252,87 @@ func (l *Lake) Inventory(ctx context.Context, ds *heal.Dataset, q heal.Query, fn
 	}
 	lim := newLimiter(l.conc)
 	results := make([]chan result, len(parts))
-	start := func(i int) {
-		results[i] = make(chan result, 1)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			info, err := l.inventoryPartition(ctx, ds, parts[i], q.Window, lim)
-			results[i] <- result{info, err}
-		}()
-	}
-	// Work ahead of the partition being delivered, but not unboundedly.
+	useFooter := mode != InventoryScan
+	next, inflight := 0, 0
 	ahead := 4 * l.conc
-	for i := 0; i < len(parts) && i < ahead; i++ {
-		start(i)
+	startReads := func() {
+		for ; next < len(parts) && inflight < ahead; next++ {
+			if !need[next] {
+				continue
+			}
+			i := next
+			results[i] = make(chan result, 1)
+			inflight++
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				info, err := l.inventoryPartition(ctx, ds, parts[i], known[i], q.Window, useFooter, lim, rec)
+				results[i] <- result{info, err}
+			}()
+		}
 	}
 	for i, pf := range parts {
-		r := <-results[i]
-		results[i] = nil
-		if i+ahead < len(parts) {
-			start(i + ahead)
+		startReads()
+		var info heal.PartitionInfo
+		if need[i] {
+			r := <-results[i]
+			results[i] = nil
+			inflight--
+			if r.err != nil {
+				return fmt.Errorf("heal/sink: inventory %s: %w", pf.p, r.err)
+			}
+			info = r.info
+		} else {
+			if i%1024 == 0 {
+				if err := ctx.Err(); err != nil {
+					return fmt.Errorf("heal/sink: inventory %s: %w", ds.Name, err)
+				}
+			}
+			info = partitionInfo(ds, pf.p, q.Window, known[i])
 		}
-		if r.err != nil {
-			return fmt.Errorf("heal/sink: inventory %s: %w", pf.p, r.err)
-		}
-		if r.info.Files == 0 || r.info.Rows == 0 {
+		if info.Files == 0 || info.Rows == 0 {
 			continue
 		}
-		if err := fn(r.info); err != nil {
+		if err := fn(info); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// reconciler collects what an inventory learned that the index did not say.
+type reconciler struct {
+	st      *indexState
+	started time.Time
+	listed  map[partKey]map[string]bool // per listed partition, the files listed (relative names)
+
+	mu      sync.Mutex
+	entries []idxEntry
+}
+
+func (r *reconciler) add(e idxEntry) {
+	r.mu.Lock()
+	r.entries = append(r.entries, e)
+	r.mu.Unlock()
+}
+
+// reconcile records adds for heal's files an inventory read from their
+// footers, and removes for entries of listed partitions whose file is
+// gone: entries added well before the listing started (a file is stored
+// before its entry, so an older entry's file was there to be listed).
+func (l *Lake) reconcile(ctx context.Context, ds *heal.Dataset, r *reconciler) {
+	if r.st == nil || ctx.Err() != nil {
+		return
+	}
+	before := fmt.Sprintf("%020d", r.started.Add(-time.Minute).UnixNano())
+	entries := r.entries
+	for name, f := range r.st.files {
+		files, ok := r.listed[partKey{f.e.key, f.e.start}]
+		if ok && !files[name] && f.seq < before {
+			entries = append(entries, idxEntry{op: opRemove, name: name, key: f.e.key, start: f.e.start})
+		}
+	}
+	l.logIndex(ctx, ds, entries)
 }
 
 // limiter bounds the files read at once, across partitions.
@@ -84,63 +351,45 @@ func (l limiter) acquire(ctx context.Context) error {
 
 func (l limiter) release() { <-l }
 
-// fileInv is what one file holds.
-type fileInv struct {
-	slots   heal.Slots  // at the grain, within the partition
-	times   []time.Time // when scanned: the time of every row, copies included
-	scanned bool
-}
-
-// rowsIn counts the rows of the file within win.
-func (fi *fileInv) rowsIn(win heal.Window) int64 {
-	var n int64
-	if fi.scanned {
-		for _, t := range fi.times {
-			if win.Contains(t) {
-				n++
-			}
-		}
-		return n
-	}
-	// An indexed file holds one row per slot.
-	if sw := fi.slots.Window(); !sw.Start.Before(win.Start) && !sw.End.After(win.End) {
-		return int64(fi.slots.Count())
-	}
-	for t := range fi.slots.All() {
-		if win.Contains(t) {
-			n++
-		}
-	}
-	return n
-}
-
-func (l *Lake) inventoryPartition(ctx context.Context, ds *heal.Dataset, pf *partFiles, w heal.Window, lim limiter) (heal.PartitionInfo, error) {
+// inventoryPartition reads the files of pf the index said nothing of
+// (known[i] nil) and combines them with the rest. If a file vanished (a
+// concurrent compaction), the partition is listed again and read again.
+func (l *Lake) inventoryPartition(ctx context.Context, ds *heal.Dataset, pf *partFiles, known []*fileInv, w heal.Window, useFooter bool, lim limiter, rec *reconciler) (heal.PartitionInfo, error) {
 	files := pf.files
 	for attempt := 0; ; attempt++ {
-		info, err := l.inventoryFiles(ctx, ds, pf.p, files, w, lim)
-		if err == nil || !errors.Is(err, heal.ErrNotFound) || ctx.Err() != nil {
-			return info, err
+		invs, err := l.inspectFiles(ctx, ds, pf.p, files, known, useFooter, lim, rec)
+		if err == nil {
+			return partitionInfo(ds, pf.p, w, invs), nil
+		}
+		if !errors.Is(err, heal.ErrNotFound) || ctx.Err() != nil {
+			return heal.PartitionInfo{Partition: pf.p}, err
 		}
 		if attempt == maxRelists {
-			return info, fmt.Errorf("files keep vanishing: %w", err)
+			return heal.PartitionInfo{Partition: pf.p}, fmt.Errorf("files keep vanishing: %w", err)
 		}
 		if files, err = l.relist(ctx, ds, pf.p); err != nil {
-			return info, err
+			return heal.PartitionInfo{Partition: pf.p}, err
 		}
+		known = nil // read everything again: the listing changed
 	}
 }
 
-func (l *Lake) inventoryFiles(ctx context.Context, ds *heal.Dataset, p heal.Partition, files []fileRef, w heal.Window, lim limiter) (heal.PartitionInfo, error) {
-	info := heal.PartitionInfo{Partition: p}
+// inspectFiles returns what each file holds: known[i] when set, else read
+// from the file. Unusable files are quarantined and left nil.
+func (l *Lake) inspectFiles(ctx context.Context, ds *heal.Dataset, p heal.Partition, files []fileRef, known []*fileInv, useFooter bool, lim limiter, rec *reconciler) ([]*fileInv, error) {
 	invs := make([]*fileInv, len(files))
 	g, gctx := errgroup.WithContext(ctx)
 	for i, fr := range files {
+		if known != nil && known[i] != nil {
+			invs[i] = known[i]
+			continue
+		}
 		g.Go(func() error {
 			if err := lim.acquire(gctx); err != nil {
 				return err
 			}
 			defer lim.release()
-			fi, err := l.inventoryFile(gctx, ds, p, fr.name)
+			fi, err := l.inspectFile(gctx, ds, p, fr.name, useFooter)
 			if err != nil {
 				var ce *corruptError
 				if errors.As(err, &ce) {
@@ -150,79 +399,26 @@ func (l *Lake) inventoryFiles(ctx context.Context, ds *heal.Dataset, p heal.Part
 				return err
 			}
 			invs[i] = fi
+			if rec != nil && rec.st != nil && fi.footer && fr.seq != "" {
+				rec.add(idxEntry{op: opAdd, name: relName(ds, fr.name), key: p.Key, start: p.Start.Unix(), size: fr.size, slots: fi.enc})
+			}
 			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return info, err
+		return nil, err
 	}
-	pw := p.Window()
-	win := pw
-	if !w.IsZero() {
-		win = pw.Intersect(w)
-	}
-	info.Present = heal.NewSlots(win, ds.Grain)
-	// Present's window is win aligned outward; when win is not aligned, its
-	// edge slots are only partly in win and must be filtered.
-	aw := win.Align(ds.Grain)
-	aligned := aw.Start.Equal(win.Start) && aw.End.Equal(win.End)
-	for _, fi := range invs {
-		if fi == nil {
-			continue
-		}
-		info.Files++
-		info.Scanned = info.Scanned || fi.scanned
-		info.Rows += fi.rowsIn(win)
-		if aligned {
-			info.Present.Union(fi.slots) // adds what falls in Present's window
-			continue
-		}
-		for t := range fi.slots.All() {
-			if win.Contains(t) {
-				info.Present.Add(t)
-			}
-		}
-	}
-	return info, nil
+	return invs, nil
 }
 
-// inventoryFile reads the presence index of one file, or its key and time
-// columns when it has no valid index.
-func (l *Lake) inventoryFile(ctx context.Context, ds *heal.Dataset, p heal.Partition, name string) (*fileInv, error) {
-	f, err := l.open(ctx, ds, name)
-	if err != nil {
-		return nil, err
+// keySet is the set of keys, nil for all.
+func keySet(keys []string) map[string]bool {
+	if keys == nil {
+		return nil
 	}
-	defer f.close()
-	md := f.pf.MetaData()
-	if s, ok := decodeIndex(ds, p, md.KeyValueMetadata().FindValue, md.GetNumRows()); ok {
-		return &fileInv{slots: s}, nil
+	m := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		m[k] = true
 	}
-	keys, times, unit, err := l.readKeyTime(ctx, ds, f)
-	if err != nil {
-		return nil, err
-	}
-	defer keys.Release()
-	defer times.Release()
-	if err := checkRows(ds, p, keys, times, unit); err != nil {
-		return nil, &corruptError{name: name, err: err}
-	}
-	ts := times.(*array.Timestamp)
-	fi := &fileInv{scanned: true, times: make([]time.Time, ts.Len())}
-	var span heal.Window
-	for i := range fi.times {
-		t := ts.Value(i).ToTime(unit).UTC()
-		fi.times[i] = t
-		if i == 0 || t.Before(span.Start) {
-			span.Start = t
-		}
-		if i == 0 || !t.Before(span.End) {
-			span.End = t.Add(ds.Grain)
-		}
-	}
-	fi.slots = heal.NewSlots(span, ds.Grain)
-	for _, t := range fi.times {
-		fi.slots.Add(t)
-	}
-	return fi, nil
+	return m
 }

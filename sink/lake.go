@@ -7,11 +7,13 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/apache/arrow/go/v17/arrow/memory"
 	"github.com/apache/arrow/go/v17/parquet/compress"
 	"github.com/selfheal/heal"
+	"golang.org/x/sync/errgroup"
 )
 
 // Options configures a [Lake]. A nil *Options, or any zero field, means the
@@ -30,8 +32,12 @@ type Options struct {
 	// events, with stable keys (dataset, partition, file, err). nil: discard.
 	Logger *slog.Logger
 	// Concurrency bounds the partitions a Write encodes or a Compact
-	// merges, and the footers an Inventory reads, at once. <=0: 4.
+	// merges, and the files an Inventory reads, at once. <=0: 4.
 	Concurrency int
+	// Inventory says where Inventory learns what each file holds. Zero:
+	// InventoryListed, the lake index checked against a listing of the
+	// files.
+	Inventory InventoryMode
 }
 
 // Lake is the Parquet implementation of [heal.Lake] over any [Store]. It
@@ -87,8 +93,13 @@ type Lake struct {
 	codec compress.Compression
 	log   *slog.Logger
 	conc  int
+	inv   InventoryMode
 
-	storable sync.Map // schema fingerprint → error (nil: storable)
+	storable    sync.Map     // schema fingerprint → error (nil: storable)
+	schemas     sync.Map     // dataset and stored Arrow schema → schemaCheck
+	schemaCount atomic.Int64 // entries in schemas
+	puts        sync.Map     // dataset name → *atomic.Int64: index objects put
+	merging     sync.Mutex   // one index merge at a time
 }
 
 // Compile-time checks.
@@ -116,7 +127,7 @@ func NewLake(store Store, opts *Options) *Lake {
 	if o.Concurrency <= 0 {
 		o.Concurrency = 4
 	}
-	return &Lake{store: store, mem: o.Allocator, codec: o.Compression, log: o.Logger, conc: o.Concurrency}
+	return &Lake{store: store, mem: o.Allocator, codec: o.Compression, log: o.Logger, conc: o.Concurrency, inv: o.Inventory}
 }
 
 // OpenDir returns a lake in the directory dir on local disk, creating it if
@@ -141,26 +152,60 @@ type partFiles struct {
 	files []fileRef
 }
 
-// maxPeriodPrefixes is the number of periods per key up to which a query
-// with keys and a window lists each period directory rather than the key's.
-const maxPeriodPrefixes = 62
+// The listing strategy: a query names keys and a window, and the lake lists
+// the directories of those partitions when they are few, else those of the
+// keys, else the whole dataset once, whichever costs fewer requests on an
+// object store (one listing request returns up to a thousand names).
+const (
+	// maxPeriodPrefixes is the number of periods per key up to which a query
+	// with keys and a window lists each period directory rather than the key's.
+	maxPeriodPrefixes = 62
+	// maxPrefixes is the number of directories beyond which the lake lists
+	// a wider prefix once rather than each.
+	maxPrefixes = 1024
+	// maxKeyPrefixes is the number of keys beyond which the lake lists the
+	// whole dataset rather than each key's directory.
+	maxKeyPrefixes = 64
+)
 
 // list returns the stored partitions of ds matching q, ordered by key, then
 // time, each with its files in ascending precedence.
 func (l *Lake) list(ctx context.Context, ds *heal.Dataset, q heal.Query) ([]*partFiles, error) {
+	return l.listWith(ctx, ds, q, nil)
+}
+
+// listWith is list restricted, when only is not nil, to those partitions.
+func (l *Lake) listWith(ctx context.Context, ds *heal.Dataset, q heal.Query, only map[partKey]bool) ([]*partFiles, error) {
 	if err := ds.Validate(); err != nil {
 		return nil, err
 	}
 	if !q.Window.IsZero() && q.Window.Empty() {
 		return nil, ctx.Err()
 	}
+	keys := keySet(q.Keys)
 	var prefixes []string
-	if q.Keys == nil {
+	switch {
+	case only != nil:
+		for pk := range only {
+			p := heal.Partition{Dataset: ds.Name, Key: pk.key, Start: time.Unix(pk.start, 0).UTC(), Period: ds.Partition}
+			if keys != nil && !keys[p.Key] || heal.ValidKey(p.Key) != nil || !q.Window.IsZero() && !p.Window().Overlaps(q.Window) {
+				continue
+			}
+			prefixes = append(prefixes, partitionDir(ds, p))
+		}
+		if len(prefixes) > maxPrefixes {
+			prefixes = []string{ds.Name + "/"}
+		}
+	case keys == nil:
 		prefixes = []string{ds.Name + "/"}
-	} else {
-		keys := slices.Clone(q.Keys)
-		slices.Sort(keys)
-		keys = slices.Compact(keys)
+	default:
+		valid := make([]string, 0, len(keys))
+		for k := range keys {
+			if heal.ValidKey(k) == nil { // no other key can be stored
+				valid = append(valid, k)
+			}
+		}
+		slices.Sort(valid)
 		var periods []time.Time
 		if !q.Window.IsZero() {
 			for s := ds.Partition.Floor(q.Window.Start); s.Before(q.Window.End); s = ds.Partition.Next(s) {
@@ -171,54 +216,58 @@ func (l *Lake) list(ctx context.Context, ds *heal.Dataset, q heal.Query) ([]*par
 				periods = append(periods, s)
 			}
 		}
-		for _, k := range keys {
-			if heal.ValidKey(k) != nil {
-				continue // no such key can be stored
+		switch {
+		case periods != nil && len(valid)*len(periods) <= maxPrefixes:
+			for _, k := range valid {
+				for _, start := range periods {
+					prefixes = append(prefixes, partitionDir(ds, ds.PartitionOf(k, start)))
+				}
 			}
-			if periods == nil {
+		case len(valid) <= maxKeyPrefixes:
+			for _, k := range valid {
 				prefixes = append(prefixes, keyDir(ds, k))
-				continue
 			}
-			for _, start := range periods {
-				prefixes = append(prefixes, partitionDir(ds, ds.PartitionOf(k, start)))
-			}
+		default:
+			prefixes = []string{ds.Name + "/"}
 		}
 	}
-	type partKey struct {
+	slices.Sort(prefixes)
+	// Each prefix is listed on its own, several at once; the partitions are
+	// gathered per prefix and sorted at the end.
+	found := make([][]*partFiles, len(prefixes))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(l.conc)
+	for i, prefix := range prefixes {
+		g.Go(func() error {
+			parts, err := l.listPrefix(gctx, ds, prefix, q.Window, keys, only)
+			if err != nil {
+				return fmt.Errorf("heal/sink: list %s: %w", prefix, err)
+			}
+			found[i] = parts
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	type pk struct {
 		key   string
 		start int64
 	}
-	byPart := make(map[partKey]*partFiles)
-	for _, prefix := range prefixes {
-		err := l.store.List(ctx, prefix, func(oi ObjectInfo) error {
-			p, file, ok, why := parseDataName(ds, oi.Name)
-			if !ok {
-				if why != "" {
-					l.log.Debug("heal/sink: ignoring misplaced file", "dataset", ds.Name, "file", oi.Name, "err", why)
-				}
-				return nil
+	var parts []*partFiles
+	seen := make(map[pk]*partFiles)
+	for _, ps := range found {
+		for _, pf := range ps {
+			k := pk{pf.p.Key, pf.p.Start.UnixNano()}
+			if prev := seen[k]; prev != nil { // two prefixes held one partition: cannot happen, but merge
+				prev.files = append(prev.files, pf.files...)
+				continue
 			}
-			if !q.Window.IsZero() && !p.Window().Overlaps(q.Window) {
-				return nil
-			}
-			if q.Keys != nil && !slices.Contains(q.Keys, p.Key) {
-				return nil
-			}
-			pk := partKey{p.Key, p.Start.UnixNano()}
-			pf := byPart[pk]
-			if pf == nil {
-				pf = &partFiles{p: p}
-				byPart[pk] = pf
-			}
-			pf.files = append(pf.files, fileRef{name: oi.Name, seq: seqOf(file), size: oi.Size})
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("heal/sink: list %s: %w", prefix, err)
+			seen[k] = pf
+			parts = append(parts, pf)
 		}
 	}
-	parts := make([]*partFiles, 0, len(byPart))
-	for _, pf := range byPart {
+	for _, pf := range parts {
 		slices.SortFunc(pf.files, func(a, b fileRef) int {
 			switch {
 			case precedes(a, b):
@@ -228,7 +277,6 @@ func (l *Lake) list(ctx context.Context, ds *heal.Dataset, q heal.Query) ([]*par
 			}
 			return 0
 		})
-		parts = append(parts, pf)
 	}
 	slices.SortFunc(parts, func(a, b *partFiles) int {
 		if c := strings.Compare(a.p.Key, b.p.Key); c != 0 {
@@ -237,6 +285,52 @@ func (l *Lake) list(ctx context.Context, ds *heal.Dataset, q heal.Query) ([]*par
 		return a.p.Start.Compare(b.p.Start)
 	})
 	return parts, nil
+}
+
+// listPrefix lists one prefix and returns the partitions found, with
+// their files. A listing returns names in lexical order, so the files of a
+// partition are consecutive and its directory is parsed once.
+func (l *Lake) listPrefix(ctx context.Context, ds *heal.Dataset, prefix string, w heal.Window, keys map[string]bool, only map[partKey]bool) ([]*partFiles, error) {
+	var (
+		parts   []*partFiles
+		lastDir string
+		cur     *partFiles // nil: the last directory is not wanted
+		dirOK   bool
+	)
+	err := l.store.List(ctx, prefix, func(oi ObjectInfo) error {
+		dir, file := oi.Name, ""
+		if i := strings.LastIndexByte(oi.Name, '/'); i >= 0 {
+			dir, file = oi.Name[:i+1], oi.Name[i+1:]
+		}
+		if dir != lastDir || lastDir == "" {
+			lastDir, cur, dirOK = dir, nil, false
+			p, _, ok, why := parseDataName(ds, dir+"x"+fileExt)
+			if !ok {
+				if why != "" {
+					l.log.Debug("heal/sink: ignoring misplaced file", "dataset", ds.Name, "file", oi.Name, "err", why)
+				}
+				return nil
+			}
+			dirOK = true
+			if !w.IsZero() && !p.Window().Overlaps(w) || keys != nil && !keys[p.Key] || only != nil && !only[partKey{p.Key, p.Start.Unix()}] {
+				return nil
+			}
+			cur = &partFiles{p: p}
+			parts = append(parts, cur)
+		}
+		if !dirOK || cur == nil {
+			return nil
+		}
+		if file == "" || file[0] == '_' || file[0] == '.' || !strings.HasSuffix(file, fileExt) {
+			return nil
+		}
+		cur.files = append(cur.files, fileRef{name: oi.Name, seq: seqOf(file), size: oi.Size})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(parts, func(pf *partFiles) bool { return len(pf.files) == 0 }), nil
 }
 
 // relist lists the files of one partition again, after one vanished.

@@ -108,7 +108,9 @@ func TestLayout(t *testing.T) {
 	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
 			rel, _ := filepath.Rel(dir, p)
-			files = append(files, filepath.ToSlash(rel))
+			if !strings.HasPrefix(rel, "_heal") { // the lake index
+				files = append(files, filepath.ToSlash(rel))
+			}
 		}
 		return nil
 	})
@@ -450,24 +452,39 @@ func TestPruning(t *testing.T) {
 		t.Fatalf("scan returned %d rows", len(got))
 	}
 	wantLists := []string{"quotes/symbol=B/date=2024-01-03/", "quotes/symbol=B/date=2024-01-04/"}
+	slices.Sort(store.lists) // partitions are listed in parallel
 	if !slices.Equal(store.lists, wantLists) {
 		t.Fatalf("Scan listed %v, want %v", store.lists, wantLists)
 	}
+	slices.Sort(store.opens)
 	if len(store.opens) != 2 || !strings.HasPrefix(store.opens[0], wantLists[0]) || !strings.HasPrefix(store.opens[1], wantLists[1]) {
 		t.Fatalf("Scan opened %v", store.opens)
 	}
-	// Without a window, one listing of the key's directory.
+	// Reading footers: without a window, one listing of the key's
+	// directory, and its files' footers.
+	footers := sink.NewLake(store, &sink.Options{Allocator: mem, Inventory: sink.InventoryFooters})
 	store.reset()
-	inventory(t, lake, ds, heal.Query{Keys: []string{"C"}})
+	inventory(t, footers, ds, heal.Query{Keys: []string{"C"}})
 	if !slices.Equal(store.lists, []string{"quotes/symbol=C/"}) || len(store.opens) != 5 {
 		t.Fatalf("Inventory listed %v and opened %d files", store.lists, len(store.opens))
 	}
 	// Without keys, one listing of the dataset; periods outside the
 	// window are not opened.
 	store.reset()
-	inventory(t, lake, ds, heal.Query{Window: heal.NewWindow(minute(0), minute(1440))})
+	inventory(t, footers, ds, heal.Query{Window: heal.NewWindow(minute(0), minute(1440))})
 	if !slices.Equal(store.lists, []string{"quotes/"}) || len(store.opens) != 3 {
 		t.Fatalf("Inventory listed %v and opened %v", store.lists, store.opens)
+	}
+	// With the lake index, the same listings and no data file opened.
+	store.reset()
+	inventory(t, lake, ds, heal.Query{Keys: []string{"C"}})
+	if !slices.Equal(store.lists, []string{"_heal/index/quotes/", "quotes/symbol=C/"}) {
+		t.Fatalf("Inventory listed %v", store.lists)
+	}
+	for _, name := range store.opens {
+		if !strings.HasPrefix(name, "_heal/index/quotes/") {
+			t.Fatalf("Inventory opened %s; the index holds every file", name)
+		}
 	}
 }
 

@@ -130,20 +130,20 @@ func TestIndex(t *testing.T) {
 			return nil
 		}
 	}
-	got, ok := decodeIndex(ds, p, get(md), 3)
+	got, _, ok := decodeIndex(ds, p, get(md), 3)
 	if !ok || got.Count() != 3 || !got.Has(p.Start.Add(5*time.Minute)) {
 		t.Fatalf("decodeIndex = %v, %v", got.Count(), ok)
 	}
-	if _, ok := decodeIndex(ds, p, get(md), 4); ok {
+	if _, _, ok := decodeIndex(ds, p, get(md), 4); ok {
 		t.Fatal("index accepted for a file with another row count")
 	}
 	other := ds.PartitionOf("A", time.Date(2024, 1, 3, 0, 0, 0, 0, time.UTC))
-	if _, ok := decodeIndex(ds, other, get(md), 3); ok {
+	if _, _, ok := decodeIndex(ds, other, get(md), 3); ok {
 		t.Fatal("index accepted for another partition")
 	}
 	coarse := *ds
 	coarse.Grain = time.Hour
-	if _, ok := decodeIndex(&coarse, p, get(md), 3); ok {
+	if _, _, ok := decodeIndex(&coarse, p, get(md), 3); ok {
 		t.Fatal("index accepted for another grain")
 	}
 	for _, k := range []string{mdSlots, mdRows, mdCRC} {
@@ -159,11 +159,11 @@ func TestIndex(t *testing.T) {
 			b, _ := s2.MarshalBinary()
 			bad[k] = base64.StdEncoding.EncodeToString(b)
 		}
-		if _, ok := decodeIndex(ds, p, get(bad), 3); ok {
+		if _, _, ok := decodeIndex(ds, p, get(bad), 3); ok {
 			t.Fatalf("index accepted with %s tampered", k)
 		}
 		delete(bad, k)
-		if _, ok := decodeIndex(ds, p, get(bad), 3); ok {
+		if _, _, ok := decodeIndex(ds, p, get(bad), 3); ok {
 			t.Fatalf("index accepted without %s", k)
 		}
 	}

@@ -8,11 +8,26 @@ import (
 )
 
 // The engine's ledger lives next to the data, under _heal/, which no
-// dataset can be named (dataset names cannot start with '_').
+// dataset can be named (dataset names cannot start with '_'). The lake
+// index lives there too, under _heal/index/, which the MetaStore methods
+// neither show nor let anyone write.
+
+// reservedMeta is the part of _heal/ the lake keeps for itself.
+const reservedMeta = "index/"
+
+func checkMetaName(name string) error {
+	if err := validName(name); err != nil {
+		return err
+	}
+	if strings.HasPrefix(name, reservedMeta) {
+		return fmt.Errorf("heal/sink: meta name %q: %s is reserved for the lake index", name, reservedMeta)
+	}
+	return nil
+}
 
 // PutMeta implements [heal.MetaStore]: a create-only put of _heal/<name>.
 func (l *Lake) PutMeta(ctx context.Context, name string, data []byte) error {
-	if err := validName(name); err != nil {
+	if err := checkMetaName(name); err != nil {
 		return fmt.Errorf("heal/sink: put meta: %w", err)
 	}
 	if err := l.store.Put(ctx, metaPrefix+name, data, true); err != nil {
@@ -23,7 +38,7 @@ func (l *Lake) PutMeta(ctx context.Context, name string, data []byte) error {
 
 // GetMeta implements [heal.MetaStore].
 func (l *Lake) GetMeta(ctx context.Context, name string) ([]byte, error) {
-	if err := validName(name); err != nil {
+	if err := checkMetaName(name); err != nil {
 		return nil, fmt.Errorf("heal/sink: get meta: %w", err)
 	}
 	obj, err := l.store.Open(ctx, metaPrefix+name)
@@ -38,11 +53,14 @@ func (l *Lake) GetMeta(ctx context.Context, name string) ([]byte, error) {
 	return data, nil
 }
 
-// ListMeta implements [heal.MetaStore]. The names are sorted.
+// ListMeta implements [heal.MetaStore]. The names are sorted; the lake
+// index is not among them.
 func (l *Lake) ListMeta(ctx context.Context, prefix string) ([]string, error) {
 	var names []string
 	err := l.store.List(ctx, metaPrefix+prefix, func(oi ObjectInfo) error {
-		names = append(names, strings.TrimPrefix(oi.Name, metaPrefix))
+		if name := strings.TrimPrefix(oi.Name, metaPrefix); !strings.HasPrefix(name, reservedMeta) {
+			names = append(names, name)
+		}
 		return nil
 	})
 	if err != nil {
@@ -53,7 +71,7 @@ func (l *Lake) ListMeta(ctx context.Context, prefix string) ([]string, error) {
 
 // DeleteMeta implements [heal.MetaStore].
 func (l *Lake) DeleteMeta(ctx context.Context, name string) error {
-	if err := validName(name); err != nil {
+	if err := checkMetaName(name); err != nil {
 		return fmt.Errorf("heal/sink: delete meta: %w", err)
 	}
 	if err := l.store.Delete(ctx, metaPrefix+name); err != nil {

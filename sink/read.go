@@ -358,6 +358,11 @@ func (l *Lake) quarantine(ctx context.Context, ds *heal.Dataset, name string, ca
 		err = l.store.Put(ctx, to, data, false)
 	}
 	if err == nil {
+		// The index forgets the file before it goes, so that an index
+		// trusted without a listing never reports it.
+		if p, _, ok, _ := parseDataName(ds, name); ok {
+			l.logIndex(ctx, ds, []idxEntry{removeEntry(ds, p, name)})
+		}
 		err = l.store.Delete(ctx, name)
 	}
 	if err != nil {

@@ -29,6 +29,9 @@ import (
 // atomic per partition, not overall: if it fails, some partitions may hold
 // the rows and others not. Retrying the same Write converges: the copies it
 // leaves behind are identical, read once, and merged by [Lake.Compact].
+// Once its files are stored, Write records them in the lake index, in one
+// object (see [InventoryMode]); a file whose entry is lost to a crash is
+// read from its footer instead.
 func (l *Lake) Write(ctx context.Context, ds *heal.Dataset, rec arrow.Record) error {
 	if err := ds.Validate(); err != nil {
 		return err
@@ -47,23 +50,41 @@ func (l *Lake) Write(ctx context.Context, ds *heal.Dataset, rec arrow.Record) er
 	}
 	groups := splitRows(ds, rec)
 	seq := nextSeq()
+	entries := make([]idxEntry, len(groups))
+	// Encoding is bounded by the concurrency; storing, which mostly waits
+	// (for fsync, for the network), overlaps more files than that.
+	encoders := newLimiter(l.conc)
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(l.conc)
-	for _, grp := range groups {
+	g.SetLimit(putsPerEncoder * l.conc)
+	for i, grp := range groups {
 		g.Go(func() error {
 			name := partitionDir(ds, grp.p) + seq + fileExt
-			data, err := l.encodeRows(gctx, ds, grp.p, rec, grp.rows)
+			if err := encoders.acquire(gctx); err != nil {
+				return err
+			}
+			data, slots, err := l.encodeRows(gctx, ds, grp.p, rec, grp.rows)
+			encoders.release()
 			if err != nil {
 				return fmt.Errorf("heal/sink: write %s: %w", grp.p, err)
 			}
 			if err := l.store.Put(gctx, name, data, true); err != nil {
 				return fmt.Errorf("heal/sink: write %s: %w", grp.p, err)
 			}
+			entries[i] = addEntry(ds, grp.p, name, int64(len(data)), slots)
 			return nil
 		})
 	}
-	return g.Wait()
+	err := g.Wait()
+	// Record what was stored, even after a failure elsewhere: those files
+	// are committed.
+	entries = slices.DeleteFunc(entries, func(e idxEntry) bool { return e.op == 0 })
+	l.logIndex(ctx, ds, entries)
+	return err
 }
+
+// putsPerEncoder is how many files a Write or Compact stores at once per
+// file it encodes at once.
+const putsPerEncoder = 4
 
 type rowGroup struct {
 	p    heal.Partition
@@ -126,10 +147,10 @@ func splitRows(ds *heal.Dataset, rec arrow.Record) []rowGroup {
 }
 
 // encodeRows encodes rows (indices into rec) as the Parquet file of p.
-func (l *Lake) encodeRows(ctx context.Context, ds *heal.Dataset, p heal.Partition, rec arrow.Record, rows []int) ([]byte, error) {
+func (l *Lake) encodeRows(ctx context.Context, ds *heal.Dataset, p heal.Partition, rec arrow.Record, rows []int) ([]byte, heal.Slots, error) {
 	part, err := takeRows(ctx, l.mem, ds, []arrow.Record{rec}, rows)
 	if err != nil {
-		return nil, err
+		return nil, heal.Slots{}, err
 	}
 	defer part.Release()
 	return l.encode(ds, p, part)
@@ -203,8 +224,8 @@ func isRun(rows []int) bool {
 }
 
 // encode writes rec, the sorted, deduplicated rows of p, as a Parquet file
-// with the presence index in its metadata.
-func (l *Lake) encode(ds *heal.Dataset, p heal.Partition, rec arrow.Record) ([]byte, error) {
+// with the presence index in its metadata, and returns the slots it holds.
+func (l *Lake) encode(ds *heal.Dataset, p heal.Partition, rec arrow.Record) ([]byte, heal.Slots, error) {
 	// The index covers the span of the rows, not the whole partition, so
 	// a one-row micro-batch carries a few bytes of index, not a bitmap of
 	// every second of a year. rec is sorted by time.
@@ -220,27 +241,27 @@ func (l *Lake) encode(ds *heal.Dataset, p heal.Partition, rec arrow.Record) ([]b
 	}
 	sv, rv, cv, err := encodeIndex(slots, rec.NumRows())
 	if err != nil {
-		return nil, err
+		return nil, slots, err
 	}
 	var buf bytes.Buffer
 	fw, err := pqarrow.NewFileWriter(writeSchema(ds, rec), &buf, l.writerProps(), l.arrowProps())
 	if err != nil {
-		return nil, fmt.Errorf("parquet writer: %w", err)
+		return nil, slots, fmt.Errorf("parquet writer: %w", err)
 	}
 	for _, kv := range [][2]string{{mdSlots, sv}, {mdRows, rv}, {mdCRC, cv}} {
 		if err := fw.AppendKeyValueMetadata(kv[0], kv[1]); err != nil {
 			fw.Close()
-			return nil, err
+			return nil, slots, err
 		}
 	}
 	if err := fw.Write(rec); err != nil {
 		fw.Close()
-		return nil, fmt.Errorf("parquet write: %w", err)
+		return nil, slots, fmt.Errorf("parquet write: %w", err)
 	}
 	if err := fw.Close(); err != nil {
-		return nil, fmt.Errorf("parquet close: %w", err)
+		return nil, slots, fmt.Errorf("parquet close: %w", err)
 	}
-	return buf.Bytes(), nil
+	return buf.Bytes(), slots, nil
 }
 
 func (l *Lake) writerProps() *parquet.WriterProperties {
