@@ -426,14 +426,48 @@ func (e *Engine) landRepair(ctx context.Context, j repairJob, rec arrow.Record) 
 	return res, nil
 }
 
-// giveUp marks slots unrepairable and opens one alarm for them.
+// giveUp marks slots unrepairable and opens one alarm for them; when they
+// continue an open alarm of the key (adjacent or overlapping: an outage that
+// two audits, or two requests, cut in pieces), it extends that alarm
+// instead, so that one outage raises one alarm.
 func (e *Engine) giveUp(key string, slots span.Set, stage Stage, attempts int, lastErr string) {
+	e.alarmMu.Lock()
+	defer e.alarmMu.Unlock()
 	now := e.clock.Now().UTC()
 	e.ledger.record(ledgerEvent{Kind: "unrepairable", Key: key, Slots: slots, Err: lastErr})
+	var open *alarmRecord
+	e.ledger.view(func(st *ledgerState) {
+		for _, a := range st.Alarms {
+			if a.Key == key && a.Stage == stage && !a.Resolved && touches(a.Slots, slots) {
+				c := *a
+				open = &c
+				break
+			}
+		}
+	})
+	if open != nil {
+		open.Slots = span.Union(append(span.Set(nil), open.Slots...), slots)
+		open.Attempts = max(open.Attempts, attempts)
+		open.LastError = lastErr
+		e.ledger.record(ledgerEvent{Kind: "alarm", Alarm: open})
+		return
+	}
 	e.ledger.record(ledgerEvent{Kind: "alarm", Alarm: &alarmRecord{
 		ID:  fmt.Sprintf("%s/%s/%d", stage, key, slots[0].Lo),
 		Key: key, Stage: stage, Slots: slots, Attempts: attempts, LastError: lastErr, At: now,
 	}})
+}
+
+// touches reports whether a range of a overlaps or adjoins a range of b.
+func touches(a, b span.Set) bool {
+	for _, x := range a {
+		for _, y := range b {
+			if x.Lo <= y.Hi && y.Lo <= x.Hi {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // resolveAlarms marks alarms whose slots are all filled or confirmed empty.

@@ -38,7 +38,8 @@ type Engine struct {
 	stats     stats
 	id        string // this engine's owner id in the heal lease
 
-	healMu sync.Mutex
+	healMu  sync.Mutex
+	alarmMu sync.Mutex // giveUp: finding the alarm to extend and extending it
 
 	lakeMu   sync.Mutex
 	lakeDown bool // a lake write failed and none succeeded since: a lake-write alarm is out

@@ -15,14 +15,14 @@ import (
 
 // TestTwoEnginesTwoProcesses runs two engines at once, in two processes, on
 // one DirStore lake: both poll live, audit, repair, resynthesize and
-// compact for four simulated hours, then each heals once more. The heal
+// compact for two simulated hours, then each heals once more. The heal
 // lease must keep them from repairing the same gap twice (at most one
 // request may be wasted in all), and the lake must end with every slot the
 // source has, each once, right, with derived hours equal to a
 // recomputation.
 func TestTwoEnginesTwoProcesses(t *testing.T) {
 	dir := t.TempDir()
-	start, stop := origin, origin.Add(4*time.Hour)
+	start, stop := origin, origin.Add(2*time.Hour)
 	// The lease is released at the end of every heal; a long TTL keeps it
 	// from expiring under a heal that a busy machine slows down.
 	const lease = 12 * time.Hour

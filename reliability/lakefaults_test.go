@@ -176,10 +176,10 @@ func TestLakeWriteFaults(t *testing.T) {
 				fault = &faultStore{Store: s, dataOnly: tc.dataOnly}
 				return fault
 			})
-			if errs := r.live(0, 60); len(errs) > 0 {
+			if errs := r.live(0, 30); len(errs) > 0 {
 				t.Fatal(errs[0])
 			}
-			if _, err := r.heal(63); err != nil {
+			if _, err := r.heal(33); err != nil {
 				t.Fatal(err)
 			}
 			before, err := readLake(r.ctx, r.lake)
@@ -188,7 +188,7 @@ func TestLakeWriteFaults(t *testing.T) {
 			}
 
 			fault.set(tc.errno)
-			errs := r.live(60, 90)
+			errs := r.live(30, 45)
 			if len(errs) == 0 {
 				t.Fatal("live ticks succeeded on a lake refusing writes")
 			}
@@ -198,7 +198,7 @@ func TestLakeWriteFaults(t *testing.T) {
 				}
 			}
 			calls := r.src.hist.Load()
-			rep, err := r.heal(93)
+			rep, err := r.heal(48)
 			if err == nil || !errors.Is(err, tc.errno) {
 				t.Errorf("heal on a lake refusing writes returned %v (report %+v); want an error wrapping %v", err, rep, tc.errno)
 			}
@@ -226,21 +226,21 @@ func TestLakeWriteFaults(t *testing.T) {
 			(&crashState{dir: r.dir}).check(t, r.ctx, r.lake, "during the fault")
 
 			fault.set(0)
-			if errs := r.live(90, 120); len(errs) > 0 {
+			if errs := r.live(45, 60); len(errs) > 0 {
 				t.Fatal(errs[0])
 			}
-			rep, err = r.heal(123)
+			rep, err = r.heal(63)
 			if err != nil {
 				t.Fatal(err)
 			}
-			r.complete(121, before.raw)
+			r.complete(61, before.raw)
 			if n := r.al.count(heal.StageLakeWrite, true); n != 1 {
 				t.Errorf("%d lake-write resolved notices after recovery, want 1: %+v", n, r.al.list())
 			}
 			if n := r.al.count(heal.StageLakeWrite, false); n != 1 {
 				t.Errorf("%d lake-write alarms in all, want 1", n)
 			}
-			sts, err := r.eng.Status(r.ctx, heal.Window{Start: origin, End: origin.Add(2 * time.Hour)}, time.Hour)
+			sts, err := r.eng.Status(r.ctx, heal.Window{Start: origin, End: origin.Add(time.Hour)}, time.Hour)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -270,10 +270,10 @@ func TestLakeOnFullTmpfs(t *testing.T) {
 	})
 	dir := filepath.Join(mnt, "lake")
 	r := newLakeRig(t, dir, nil)
-	if errs := r.live(0, 60); len(errs) > 0 {
+	if errs := r.live(0, 30); len(errs) > 0 {
 		t.Fatal(errs[0])
 	}
-	if _, err := r.heal(63); err != nil {
+	if _, err := r.heal(33); err != nil {
 		t.Fatal(err)
 	}
 	before, err := readLake(r.ctx, r.lake)
@@ -283,7 +283,7 @@ func TestLakeOnFullTmpfs(t *testing.T) {
 	ballast := filepath.Join(mnt, "ballast")
 	fill(t, ballast)
 
-	errs := r.live(60, 90)
+	errs := r.live(30, 45)
 	full := 0
 	for _, err := range errs {
 		if errors.Is(err, syscall.ENOSPC) {
@@ -293,7 +293,7 @@ func TestLakeOnFullTmpfs(t *testing.T) {
 	if full == 0 {
 		t.Fatalf("no live tick hit ENOSPC on the full tmpfs (errors: %v)", errs)
 	}
-	if _, err := r.heal(93); err == nil {
+	if _, err := r.heal(48); err == nil {
 		t.Error("heal on a full disk succeeded")
 	} else if !errors.Is(err, syscall.ENOSPC) {
 		t.Errorf("heal on a full disk: %v, want ENOSPC", err)
@@ -309,14 +309,14 @@ func TestLakeOnFullTmpfs(t *testing.T) {
 	if err := os.Remove(ballast); err != nil {
 		t.Fatal(err)
 	}
-	if errs := r.live(90, 120); len(errs) > 0 {
+	if errs := r.live(45, 60); len(errs) > 0 {
 		t.Fatal(errs[0])
 	}
-	rep, err := r.heal(123)
+	rep, err := r.heal(63)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.complete(121, before.raw)
+	r.complete(61, before.raw)
 	if n := r.al.count(heal.StageLakeWrite, true); n != 1 {
 		t.Errorf("%d resolved notices after the disk was freed, want 1", n)
 	}
