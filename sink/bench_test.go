@@ -153,55 +153,133 @@ func BenchmarkWrite(b *testing.B) {
 	})
 }
 
-// BenchmarkInventory compares answering from the footer index with
-// scanning: the same month of days for one symbol, written by heal
-// (indexed) or by another tool (no index, so every file's key and time
-// columns are read).
+// BenchmarkInventory compares the ways Inventory learns what files hold,
+// on one lake of 20 symbols x 20 days of 390 minutes written by heal
+// (400 files): the lake index checked against a listing (Listed, the
+// default), the index alone (Trusted), each file's footer (Footers), each
+// file's key and time columns (Scan); and Foreign, a month of one symbol
+// written by another tool (no index at all, so every file is read).
 func BenchmarkInventory(b *testing.B) {
 	ctx := context.Background()
 	mem := memory.NewGoAllocator()
 	ds := healtest.QuotesDataset()
-	for _, indexed := range []bool{true, false} {
-		name := map[bool]string{true: "indexed", false: "scanned"}[indexed]
-		b.Run(name, func(b *testing.B) {
-			store := sink.NewMemStore()
-			lake := sink.NewLake(store, nil)
-			for d := 0; d < 30; d++ {
-				rows := make([]healtest.Row, 390)
-				for i := range rows {
-					rows[i] = healtest.Row{Key: "SYM", Time: minute(d*1440 + 870 + i), Price: float64(i)}
-				}
-				rec := healtest.Records(mem, ds, rows...)
-				if indexed {
-					err := lake.Write(ctx, ds, rec)
-					if err != nil {
-						b.Fatal(err)
-					}
-				} else {
-					p := ds.PartitionOf("SYM", rows[0].Time)
-					data := plainParquet(b, rec, nil)
-					if err := store.Put(ctx, sink.PartitionPath(ds, p)+"part-0.parquet", data, true); err != nil {
-						b.Fatal(err)
-					}
-				}
-				rec.Release()
+	for _, store := range []string{"MemStore", "DirStore"} {
+		var st sink.Store = sink.NewMemStore()
+		if store == "DirStore" {
+			var err error
+			if st, err = sink.NewDirStore(b.TempDir()); err != nil {
+				b.Fatal(err)
 			}
-			b.ReportAllocs()
-			for b.Loop() {
-				n := 0
-				err := lake.Inventory(ctx, ds, heal.Query{}, func(pi heal.PartitionInfo) error {
-					if pi.Scanned == indexed || pi.Present.Count() != 390 {
-						b.Fatalf("unexpected %+v", pi)
-					}
-					n++
-					return nil
-				})
-				if err != nil || n != 30 {
-					b.Fatalf("%d partitions, %v", n, err)
+		}
+		writer := sink.NewLake(st, nil)
+		for d := 0; d < 20; d++ {
+			var rows []healtest.Row
+			for k := 0; k < 20; k++ {
+				for i := 0; i < 390; i++ {
+					rows = append(rows, healtest.Row{Key: fmt.Sprintf("S%02d", k), Time: minute(d*1440 + 870 + i), Price: float64(i)})
 				}
 			}
-		})
+			rec := healtest.Records(mem, ds, rows...)
+			if err := writer.Write(ctx, ds, rec); err != nil {
+				b.Fatal(err)
+			}
+			rec.Release()
+		}
+		if _, err := writer.Verify(ctx, ds, heal.Query{}); err != nil {
+			b.Fatal(err)
+		}
+		for _, mode := range []sink.InventoryMode{sink.InventoryListed, sink.InventoryTrusted, sink.InventoryFooters, sink.InventoryScan} {
+			b.Run(store+"/"+mode.String(), func(b *testing.B) {
+				lake := sink.NewLake(st, &sink.Options{Inventory: mode})
+				b.ReportAllocs()
+				for b.Loop() {
+					n := 0
+					err := lake.Inventory(ctx, ds, heal.Query{}, func(pi heal.PartitionInfo) error {
+						if pi.Present.Count() != 390 {
+							b.Fatalf("unexpected %+v", pi)
+						}
+						n++
+						return nil
+					})
+					if err != nil || n != 400 {
+						b.Fatalf("%d partitions, %v", n, err)
+					}
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(400*b.N), "ns/file")
+			})
+		}
 	}
+	b.Run("MemStore/foreign", func(b *testing.B) {
+		store := sink.NewMemStore()
+		lake := sink.NewLake(store, nil)
+		for d := 0; d < 30; d++ {
+			rows := make([]healtest.Row, 390)
+			for i := range rows {
+				rows[i] = healtest.Row{Key: "SYM", Time: minute(d*1440 + 870 + i), Price: float64(i)}
+			}
+			rec := healtest.Records(mem, ds, rows...)
+			p := ds.PartitionOf("SYM", rows[0].Time)
+			if err := store.Put(ctx, sink.PartitionPath(ds, p)+"part-0.parquet", plainParquet(b, rec, nil), true); err != nil {
+				b.Fatal(err)
+			}
+			rec.Release()
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			n := 0
+			err := lake.Inventory(ctx, ds, heal.Query{}, func(pi heal.PartitionInfo) error {
+				if !pi.Scanned || pi.Present.Count() != 390 {
+					b.Fatalf("unexpected %+v", pi)
+				}
+				n++
+				return nil
+			})
+			if err != nil || n != 30 {
+				b.Fatalf("%d partitions, %v", n, err)
+			}
+		}
+	})
+}
+
+// BenchmarkScanMerge reads two partitions stored in three overlapping
+// files, so that every read deduplicates (newest wins) and merges, and
+// compacts them.
+func BenchmarkScanMerge(b *testing.B) {
+	ctx := context.Background()
+	mem := memory.NewGoAllocator()
+	ds := healtest.QuotesDataset()
+	write3 := func(lake *sink.Lake) {
+		for i := 0; i < 3; i++ {
+			rec := healtest.Records(mem, ds, rowsOf("SYM", i*300, 900, float64(i))...)
+			if err := lake.Write(ctx, ds, rec); err != nil {
+				b.Fatal(err)
+			}
+			rec.Release()
+		}
+	}
+	b.Run("Scan", func(b *testing.B) {
+		lake := sink.NewMemLake(nil)
+		write3(lake)
+		b.ReportAllocs()
+		for b.Loop() {
+			rows, _, err := healtest.ScanRows(ctx, lake, ds, heal.Query{})
+			if err != nil || len(rows) != 1500 {
+				b.Fatalf("%d rows, %v", len(rows), err)
+			}
+		}
+	})
+	b.Run("Compact", func(b *testing.B) {
+		lake := sink.NewMemLake(nil)
+		b.ReportAllocs()
+		for b.Loop() {
+			b.StopTimer()
+			write3(lake)
+			b.StartTimer()
+			if n, err := lake.Compact(ctx, ds, heal.Query{}); err != nil || n != 1 {
+				b.Fatalf("Compact = %d, %v", n, err)
+			}
+		}
+	})
 }
 
 // BenchmarkLake runs the shared healtest benchmarks on both stores.

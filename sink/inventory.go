@@ -108,7 +108,7 @@ func (l *Lake) InventorySince(ctx context.Context, ds *heal.Dataset, q heal.Quer
 	next := max(mark, st.maxSeq)
 	var only map[partKey]bool
 	if mark != "" && st.complete && time.Since(seqTime(mark)) < indexRetention/2 {
-		only = st.changedSince(fmt.Sprintf("%020d", seqTime(mark).Add(-time.Minute).UnixNano()))
+		only = st.changedSince(fmt.Sprintf("%020d-ffffffff", seqTime(mark).Add(-markSlack).UnixNano()))
 		if len(only) == 0 {
 			return next, nil
 		}
@@ -125,6 +125,10 @@ func (l *Lake) InventorySince(ctx context.Context, ds *heal.Dataset, q heal.Quer
 	}
 	return next, l.inventoryListed(ctx, ds, q, mode, st, only, fn)
 }
+
+// markSlack is how far before a mark InventorySince looks again, for
+// writers whose clocks run behind, or whose index object was in flight.
+var markSlack = time.Minute
 
 // inventoryTrusted answers from the index alone. It reports false, having
 // called fn for nothing, when the index is not fit for that: never
@@ -215,7 +219,7 @@ func (l *Lake) inventoryListed(ctx context.Context, ds *heal.Dataset, q heal.Que
 	if st != nil {
 		rec.listed = make(map[partKey]map[string]bool, len(parts))
 	}
-	defer func() { l.reconcile(ctx, ds, rec) }()
+	defer l.reconcile(ctx, ds, rec) // ctx as it is now, not the canceled one below
 
 	// What the index already says, file by file; nil where a file must be read.
 	known := make([][]*fileInv, len(parts))
