@@ -6,9 +6,18 @@
 // The split follows gocloud.dev: a Store is the small driver (put, open,
 // list, delete, with create-only puts), and everything about the lake (the
 // Hive layout, newest-wins precedence, the presence index in each file's
-// footer, quarantine of unusable files, compaction) is written once, in
-// Lake. A new backend needs only a Store; [github.com/selfheal/heal/healtest]
-// checks the result.
+// footer and the lake index beside the data, quarantine of unusable files,
+// compaction) is written once, in Lake. A new backend needs only a Store;
+// [github.com/selfheal/heal/healtest] checks the result.
+//
+// # Audits
+//
+// Inventory, the audit's input, answers from the lake index (what each
+// write recorded under _heal/index/) without opening data files; see
+// [InventoryMode] for the trade-offs of listing the files or trusting the
+// index alone, [Lake.Verify] for the deep check, and [Lake.InventorySince]
+// for incremental audits. BENCHMARKS.md at the root of the module has the
+// measurements.
 //
 //	lake, err := sink.OpenDir("/var/lib/heal", nil)          // local disk
 //	lake := sink.NewLake(sink.NewS3Store(client, "bucket", "lake/", nil), nil)

@@ -89,7 +89,7 @@ func Example() {
 }
 
 // Inventory answers "which minutes does each partition hold?" from the
-// index in each file's footer, without reading the data.
+// lake index, without opening the data files.
 func ExampleLake_Inventory() {
 	ctx := context.Background()
 	lake := sink.NewMemLake(nil)
@@ -125,4 +125,55 @@ func ExampleLake_Inventory() {
 	}
 	// Output:
 	// quotes/AAPL/2024-01-02: 4 of 10 minutes, 1 file(s), scanned=false
+}
+
+// An audit that runs every hour asks only for the partitions written since
+// the previous one, with the mark InventorySince returned then.
+func ExampleLake_InventorySince() {
+	ctx := context.Background()
+	lake := sink.NewMemLake(nil)
+	ds := &heal.Dataset{
+		Name: "quotes",
+		Schema: arrow.NewSchema([]arrow.Field{
+			{Name: "symbol", Type: arrow.BinaryTypes.String},
+			{Name: "ts", Type: &arrow.TimestampType{Unit: arrow.Millisecond, TimeZone: "UTC"}},
+			{Name: "price", Type: arrow.PrimitiveTypes.Float64},
+		}, nil),
+		Key: "symbol", Time: "ts", Grain: time.Minute,
+	}
+	t0 := time.Date(2024, 1, 2, 14, 30, 0, 0, time.UTC)
+	write := func(sym string, day int) {
+		b := array.NewRecordBuilder(memory.DefaultAllocator, ds.Schema)
+		defer b.Release()
+		b.Field(0).(*array.StringBuilder).Append(sym)
+		b.Field(1).(*array.TimestampBuilder).Append(arrow.Timestamp(t0.AddDate(0, 0, day).UnixMilli()))
+		b.Field(2).(*array.Float64Builder).Append(185)
+		rec := b.NewRecord()
+		defer rec.Release()
+		if err := lake.Write(ctx, ds, rec); err != nil {
+			log.Fatal(err)
+		}
+	}
+	write("AAPL", 0)
+	write("MSFT", 0)
+	audit := func(mark string) string {
+		next, err := lake.InventorySince(ctx, ds, heal.Query{}, mark, func(pi heal.PartitionInfo) error {
+			fmt.Println("  audit", pi.Partition)
+			return nil
+		})
+		if err != nil {
+			log.Fatal(err)
+		}
+		return next
+	}
+	fmt.Println("first audit:")
+	mark := audit("") // the first audit visits every partition
+	// An hour later, audit(mark) visits only the partitions written,
+	// repaired or compacted since (and within a minute before the mark, for
+	// writers whose clocks run behind), and returns the next mark.
+	_ = mark
+	// Output:
+	// first audit:
+	//   audit quotes/AAPL/2024-01-02
+	//   audit quotes/MSFT/2024-01-02
 }

@@ -72,8 +72,23 @@ type Options struct {
 // (heal.slots: base64 of [heal.Slots.MarshalBinary] at the dataset's grain,
 // over the span from its first to its last row, so that a one-row file
 // carries a few bytes of index), its row count (heal.rows) and a checksum
-// (heal.crc) binding both to the file's first and last time. Inventory
-// reads only footers; a file without a valid index is scanned instead.
+// (heal.crc) binding both to the file's first and last time.
+//
+// # Lake index
+//
+// So that an audit need not open every file, the lake also records what it
+// commits in a log under _heal/index/<dataset>/ (the MetaStore methods do
+// not show it): each Write, Compact and quarantine puts one create-only
+// object listing the files it stored (name, size, slots, checksummed) or
+// removed. Objects are merged sixteen at a time, level by level, into
+// checkpoints, so reading the index costs a few dozen objects however many
+// writes there were. [Options].Inventory says how Inventory uses it
+// ([InventoryListed] by default: entries checked against a listing of the
+// files); [Lake.Verify] checks it against the data, and
+// [Lake.InventorySince] reads from it which partitions changed since a
+// previous audit. The index is never the only record: a file without a
+// matching entry is read from its footer index, or from its key and time
+// columns when it has none, and its entry added back.
 //
 // # Failures
 //
