@@ -1,0 +1,840 @@
+// Command finnhub is heal's reference pipeline: it polls a per-minute stock
+// quote for eleven symbols, forgets one symbol each minute on purpose (the
+// glitch the original pipeline was built with), and lets heal find the
+// holes, repair them from one-minute candles, recompute the hourly bars the
+// repairs touched, and alarm on what cannot be healed.
+//
+// With no FINNHUB_TOKEN it simulates a whole trading day against a fake
+// Finnhub server in accelerated time (well under a minute) and prints what
+// was there before and after healing. With FINNHUB_TOKEN set it polls the
+// real API in real time with the same code. Run `go run ./examples/finnhub
+// -h` for the flags.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/apache/arrow/go/v17/arrow"
+
+	"github.com/selfheal/heal"
+	"github.com/selfheal/heal/audit"
+	"github.com/selfheal/heal/examples/finnhub/finnhub"
+	"github.com/selfheal/heal/examples/finnhub/finnhubtest"
+	"github.com/selfheal/heal/sink"
+	"github.com/selfheal/heal/source"
+)
+
+// config is what the flags say.
+type config struct {
+	Day        time.Time // first trading day simulated (its date in New York)
+	Days       int
+	Speed      float64
+	Drop       int
+	Seed       int64
+	Symbols    []string
+	Lake       string // "": a new folder under os.TempDir()
+	Lookback   time.Duration
+	AuditEvery time.Duration
+	FaultRate  float64       // 5xx answers of the fake server, per request
+	FreePlan   bool          // the fake answers candles with 403, as for a free key
+	PerMinute  int           // the source's declared per-minute limit, and the fake's
+	Until      time.Duration // stop at this New York time of day (0: the close)
+	Verbose    bool
+	Quiet      bool // no progress lines (tests)
+
+	serverPerMinute int // the fake's limit when a test sets it apart (0: PerMinute)
+
+	// Real-API mode.
+	Token    string
+	BaseURL  string
+	Duration time.Duration
+}
+
+func main() {
+	cfg, err := parseFlags(os.Args[1:], os.Stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		os.Exit(2)
+	}
+	cfg.Token = os.Getenv("FINNHUB_TOKEN")
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if cfg.Token != "" {
+		err = runReal(ctx, cfg, os.Stdout)
+	} else {
+		var r *run
+		r, err = simulate(ctx, cfg, os.Stdout)
+		if r != nil {
+			if err == nil {
+				err = r.report(ctx, os.Stdout)
+			}
+			r.Close()
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "finnhub:", err)
+		os.Exit(1)
+	}
+}
+
+func parseFlags(args []string, out io.Writer) (config, error) {
+	var cfg config
+	fs := flag.NewFlagSet("finnhub", flag.ContinueOnError)
+	fs.SetOutput(out)
+	day := fs.String("day", "", "first trading day to simulate, YYYY-MM-DD (default: the last NYSE trading day before today)")
+	fs.IntVar(&cfg.Days, "days", 1, "number of trading days to simulate")
+	until := fs.String("until", "", "simulation: stop each day at this whole hour, New York time, e.g. 11:00 (default: the session close)")
+	fs.Float64Var(&cfg.Speed, "speed", 1000, "simulated seconds per real second (1000: a 6.5-hour session in about 24s)")
+	fs.IntVar(&cfg.Drop, "drop", 1, "symbols the glitch skips each minute (0: no glitch)")
+	fs.Int64Var(&cfg.Seed, "seed", 1, "seed of the simulated market, the glitch and the injected faults")
+	syms := fs.String("symbols", strings.Join(finnhubtest.DefaultSymbols, ","), "comma-separated symbols to poll (a symbol with ':' such as BINANCE:BTCUSDT trades 24/7)")
+	fs.StringVar(&cfg.Lake, "lake", "", "lake directory (default: a new folder under "+os.TempDir()+")")
+	fs.DurationVar(&cfg.Lookback, "lookback", 2*time.Hour, "how far back each audit looks")
+	fs.DurationVar(&cfg.AuditEvery, "audit-every", time.Hour, "how often to audit and repair, in simulated (or real) time")
+	fs.Float64Var(&cfg.FaultRate, "fault-rate", 0, "simulation: share of fake API calls answered 500, 502 or 503 (retried by heal)")
+	fs.BoolVar(&cfg.FreePlan, "free-plan", false, "simulation: act as a free Finnhub key, whose candle requests get 403 (repairs alarm)")
+	fs.IntVar(&cfg.PerMinute, "per-minute", 60, "API calls allowed per minute, live and repair together (60 on Finnhub's free plan)")
+	fs.StringVar(&cfg.BaseURL, "base-url", finnhub.DefaultBaseURL, "real API: the API root")
+	fs.DurationVar(&cfg.Duration, "duration", 0, "real API: stop after this long (0: at the session close, or Ctrl-C)")
+	fs.BoolVar(&cfg.Verbose, "v", false, "log the engine's work (repairs, retries) to stderr")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `Usage: go run ./examples/finnhub [flags]
+
+Polls a per-minute quote for each symbol, skips -drop symbols a minute on
+purpose, and lets heal audit, repair from one-minute candles, recompute
+hourly bars and alarm on what it cannot heal.
+
+Without FINNHUB_TOKEN: simulates -days trading days against a fake Finnhub
+server, -speed times faster than real time, and prints before/after tables.
+With FINNHUB_TOKEN set: polls https://finnhub.io in real time (stock candles
+are premium: with a free key every repair gets 403 and alarms).
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(out, "unexpected arguments: %v\n", fs.Args())
+		fs.Usage()
+		return cfg, errors.New("unexpected arguments")
+	}
+	for _, s := range strings.Split(*syms, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			cfg.Symbols = append(cfg.Symbols, s)
+		}
+	}
+	if *until != "" {
+		u, err := time.Parse("15:04", *until)
+		if err == nil && u.Minute() != 0 {
+			err = errors.New("want a whole hour, such as 11:00, so the tables cover whole hours")
+		}
+		if err != nil {
+			fmt.Fprintf(out, "-until: %v\n", err)
+			return cfg, err
+		}
+		cfg.Until = time.Duration(u.Hour())*time.Hour + time.Duration(u.Minute())*time.Minute
+	}
+	us := audit.USEquities()
+	if *day == "" {
+		cfg.Day = lastTradingDay(us, time.Now())
+	} else {
+		d, err := time.ParseInLocation("2006-01-02", *day, us.Location)
+		if err != nil {
+			fmt.Fprintf(out, "-day: %v\n", err)
+			return cfg, err
+		}
+		cfg.Day = d
+	}
+	switch {
+	case len(cfg.Symbols) == 0:
+		err := errors.New("-symbols: empty")
+		fmt.Fprintln(out, err)
+		return cfg, err
+	case cfg.Days < 1 || cfg.Speed <= 0 || cfg.PerMinute < 1:
+		err := errors.New("-days, -speed and -per-minute must be positive")
+		fmt.Fprintln(out, err)
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+// lastTradingDay is the last NYSE trading day strictly before now's date
+// in New York, at midnight New York time.
+func lastTradingDay(us *audit.Session, now time.Time) time.Time {
+	n := now.In(us.Location)
+	d := time.Date(n.Year(), n.Month(), n.Day(), 12, 0, 0, 0, us.Location)
+	for i := 0; i < 15; i++ {
+		d = d.AddDate(0, 0, -1)
+		if us.IsTradingDay(d) {
+			break
+		}
+	}
+	return time.Date(d.Year(), d.Month(), d.Day(), 0, 0, 0, 0, us.Location)
+}
+
+// run is one simulation: its lake and, per day, what happened.
+type run struct {
+	cfg    config
+	Lake   *sink.Lake
+	Dir    string
+	Quotes *heal.Dataset
+	Bars   *finnhub.Bars
+	Rule   *audit.Session
+	Days   []*simDay
+	Wall   time.Duration
+
+	alarms *alarmLog
+}
+
+// simDay is one simulated session.
+type simDay struct {
+	Open, Close time.Time
+	Engine      *heal.Engine
+	Server      *finnhubtest.Server
+	Glitch      *source.Glitcher
+	Rec         *recorder
+	Audits      []heal.Window // every audit's window, in order (from the engine's events)
+	Final       *heal.CycleReport
+	mu          sync.Mutex
+}
+
+// Close stops the fake servers.
+func (r *run) Close() {
+	for _, d := range r.Days {
+		d.Server.Close()
+	}
+}
+
+// simulate runs cfg.Days trading days against the fake server and returns
+// what it did; the caller prints the report and closes the run.
+func simulate(ctx context.Context, cfg config, out io.Writer) (*run, error) {
+	start := time.Now()
+	r := &run{cfg: cfg, Quotes: finnhub.Quotes(), Rule: audit.USEquities(), alarms: &alarmLog{out: out, quiet: cfg.Quiet}}
+	r.Bars = finnhub.NewBars(r.Rule, nil)
+	r.alarms.loc = r.Rule.Location
+	dir := cfg.Lake
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "heal-finnhub-"); err != nil {
+			return nil, err
+		}
+	}
+	lake, err := sink.OpenDir(dir, nil)
+	if err != nil {
+		return nil, err
+	}
+	r.Lake, r.Dir = lake, dir
+	fmt.Fprintf(out, "Simulating %d trading day(s) from %s for %d symbols at %gx; the glitch skips %d symbol(s) a minute.\n",
+		cfg.Days, cfg.Day.Format("Mon 2006-01-02"), len(cfg.Symbols), cfg.Speed, cfg.Drop)
+	d := cfg.Day.Add(12 * time.Hour)
+	for n := 0; n < cfg.Days; d = d.AddDate(0, 0, 1) {
+		if !r.Rule.IsTradingDay(d) {
+			continue
+		}
+		n++
+		day, err := r.simulateDay(ctx, d, out)
+		if day != nil {
+			r.Days = append(r.Days, day)
+		}
+		if err != nil {
+			return r, err
+		}
+	}
+	r.Wall = time.Since(start)
+	return r, nil
+}
+
+func (r *run) simulateDay(ctx context.Context, day time.Time, out io.Writer) (*simDay, error) {
+	cfg := r.cfg
+	open, close, _ := r.Rule.Hours(day)
+	if cfg.Until > 0 {
+		l := open.In(r.Rule.Location)
+		if u := time.Date(l.Year(), l.Month(), l.Day(), 0, 0, 0, 0, r.Rule.Location).Add(cfg.Until); u.After(open) && u.Before(close) {
+			close = u
+		}
+	}
+	// Start a few seconds before the bell so the 09:30 poll is the first tick.
+	clock := newPacedClock(open.Add(-20*time.Second), cfg.Speed, open)
+	defer clock.release()
+	serverLimit := cfg.PerMinute
+	if cfg.serverPerMinute > 0 {
+		serverLimit = cfg.serverPerMinute
+	}
+	fake := finnhubtest.NewServer(&finnhubtest.Options{Clock: clock, Seed: cfg.Seed, Symbols: cfg.Symbols, PerMinute: serverLimit})
+	if cfg.FaultRate > 0 {
+		fake.SetFaults(finnhubtest.Faults{Status: map[int]float64{500: cfg.FaultRate / 3, 502: cfg.FaultRate / 3, 503: cfg.FaultRate / 3}})
+	}
+	token := finnhubtest.Token
+	if cfg.FreePlan {
+		token = finnhubtest.FreeToken
+	}
+	sd := &simDay{Open: open, Close: close, Server: fake}
+	logger := r.logger(out)
+	client, err := finnhub.NewClient(&finnhub.Options{BaseURL: fake.URL, Token: token, Clock: clock, Logger: logger})
+	if err != nil {
+		return sd, err
+	}
+	limits := finnhub.DefaultLimits()
+	limits.Rates[0].Calls = cfg.PerMinute
+	src := finnhub.NewSource(client, &finnhub.SourceOptions{Limits: limits})
+	sd.Glitch = source.Glitch(src, r.Quotes, cfg.Symbols, cfg.Drop, cfg.Seed)
+	sd.Rec = &recorder{src: sd.Glitch, clock: clock, live: map[string]map[time.Time]bool{}}
+
+	progress := &progress{out: out, quiet: cfg.Quiet, loc: r.Rule.Location}
+	lastPoll, lastOnce := make(chan struct{}, 1), &sync.Once{}
+	firstPoll, firstOnce := make(chan struct{}, 1), &sync.Once{}
+	eng, err := heal.New(r.Quotes, sd.Rec, r.Lake, &heal.Options{
+		Keys:         cfg.Symbols,
+		Rule:         r.Rule,
+		Transformers: []heal.Transformer{r.Bars},
+		Alarmer:      heal.MultiAlarmer(heal.LogAlarmer(logger), r.alarms),
+		Logger:       logger,
+		Clock:        clock,
+		Lookback:     cfg.Lookback,
+		AuditEvery:   cfg.AuditEvery,
+		Retry:        heal.RetryPolicy{InitialInterval: 2 * time.Second, MaxInterval: time.Minute},
+		Observer: heal.ObserverFunc(func(ev heal.Event) {
+			if ev.Kind == heal.EventWrite && ev.Live {
+				clock.polled(ev.Window.Start)
+				firstOnce.Do(func() { firstPoll <- struct{}{} })
+				if !ev.Window.Start.Before(close.Add(-time.Minute)) {
+					lastOnce.Do(func() { lastPoll <- struct{}{} })
+				}
+			}
+			if ev.Kind == heal.EventAudit && ev.Dataset == r.Quotes.Name {
+				sd.mu.Lock()
+				sd.Audits = append(sd.Audits, ev.Window)
+				sd.mu.Unlock()
+				progress.audit(ev)
+			}
+		}),
+	})
+	if err != nil {
+		return sd, err
+	}
+	sd.Engine = eng
+	progress.eng, progress.rec = eng, sd.Rec
+
+	// Run until just before the close: the 15:59 poll is the last one.
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- eng.Run(runCtx) }()
+	go progress.loop(runCtx, clock, open, firstPoll)
+	// The clock starts when the engine waits for its first tick; should
+	// it never, start it anyway.
+	go func() {
+		time.Sleep(2 * time.Second)
+		clock.begin()
+	}()
+	// Stop once the last minute's poll has landed (and not before the
+	// close): stopping mid-poll would leave holes the glitch did not make.
+	select {
+	case <-ctx.Done():
+		cancel()
+		<-done
+		return sd, ctx.Err()
+	case <-lastPoll:
+	case <-clock.After(close.Add(time.Minute).Sub(clock.Now())): // the poll was skipped after all
+	}
+	select {
+	case <-ctx.Done():
+	case <-clock.After(close.Add(-time.Second).Sub(clock.Now())):
+	}
+	cancel()
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+		return sd, err
+	}
+	clock.release()
+	// Let the last minute settle, then one final pass over the session.
+	if wait := close.Add(time.Minute + time.Second).Sub(clock.Now()); wait > 0 {
+		select {
+		case <-ctx.Done():
+			return sd, ctx.Err()
+		case <-clock.After(wait):
+		}
+	}
+	rep, err := eng.Heal(ctx, heal.NewWindow(open, close))
+	sd.Final = rep
+	if err != nil {
+		return sd, fmt.Errorf("final heal: %w", err)
+	}
+	progress.line(close, "closed; final audit done")
+	// One file per partition for readers of the derived dataset too (the
+	// engine compacts the raw one as it audits).
+	if _, err := r.Lake.Compact(ctx, r.Bars.Output(), heal.Query{Keys: cfg.Symbols}); err != nil {
+		return sd, fmt.Errorf("compact bars: %w", err)
+	}
+	return sd, nil
+}
+
+func (r *run) logger(out io.Writer) *slog.Logger {
+	if !r.cfg.Verbose {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// pacedClock is the simulation's clock: a [heal.ScaledClock] that never
+// gets more than one grain ahead of the live poller. When the machine is
+// slow or busy, and a tick takes longer than a simulated minute, simulated
+// time waits for the poll to land instead of running on and making the
+// engine skip slots; the run then takes longer, but the holes it shows are
+// only the glitch's. It changes nothing when the machine keeps up. After
+// three real seconds standing still it creeps on at a hundred times real
+// time, so a poller that is itself waiting for simulated time (a saturated
+// rate limit) is not deadlocked.
+type pacedClock struct {
+	start time.Time
+	speed float64
+
+	mu      sync.Mutex
+	base    *heal.ScaledClock // nil until begin: the clock stands still
+	offset  time.Duration     // simulated time spent waiting for the poller
+	ceiling time.Time         // the clock stops here until the next poll lands
+	stalled time.Time         // wall time the clock first stood at ceiling
+	gate    time.Time         // a wait for this instant or later starts the clock
+	free    bool
+}
+
+// newPacedClock returns a clock standing at start until someone waits for
+// the minute of firstSlot (the engine's first tick), so the first tick is
+// firstSlot however long the engine takes to start. Until the first poll
+// lands it may run to one grain past firstSlot.
+func newPacedClock(start time.Time, speed float64, firstSlot time.Time) *pacedClock {
+	c := &pacedClock{start: start, speed: speed, gate: firstSlot}
+	c.polled(firstSlot.Add(-time.Minute))
+	return c
+}
+
+// begin starts the clock if it stands still.
+func (c *pacedClock) begin() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.beginLocked()
+}
+
+func (c *pacedClock) beginLocked() {
+	if c.base == nil {
+		c.base = heal.NewScaledClock(c.start, c.speed)
+	}
+}
+
+// polled records that the live poll of slot landed: the clock may run to
+// just before the slot after next, where the engine would skip a slot.
+func (c *pacedClock) polled(slot time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ceil := slot.Add(2*time.Minute - time.Millisecond); ceil.After(c.ceiling) {
+		c.ceiling = ceil
+		c.stalled = time.Time{}
+	}
+}
+
+// release lets the clock run freely (once the poller has stopped).
+func (c *pacedClock) release() {
+	c.mu.Lock()
+	c.free = true
+	c.mu.Unlock()
+}
+
+// Now implements [heal.Clock].
+func (c *pacedClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.base == nil {
+		return c.start
+	}
+	t := c.base.Now().Add(-c.offset)
+	if c.free || !t.After(c.ceiling) {
+		return t
+	}
+	ceiling := c.ceiling
+	if c.stalled.IsZero() {
+		c.stalled = time.Now()
+	} else if d := time.Since(c.stalled) - 3*time.Second; d > 0 {
+		// Stuck for long: the poller may be waiting for simulated time
+		// itself (a saturated rate limit). Let time creep on, at a
+		// hundred times real time.
+		ceiling = ceiling.Add(100 * d)
+	}
+	if t.After(ceiling) {
+		c.offset += t.Sub(ceiling)
+		t = ceiling
+	}
+	return t
+}
+
+// After implements [heal.Clock].
+func (c *pacedClock) After(d time.Duration) <-chan time.Time {
+	ch := make(chan time.Time, 1)
+	target := c.Now().Add(d)
+	if !target.Before(c.gate) && target.Before(c.gate.Add(time.Minute)) {
+		c.begin()
+	}
+	go func() {
+		for {
+			now := c.Now()
+			if !now.Before(target) {
+				ch <- now
+				return
+			}
+			time.Sleep(max(time.Duration(float64(target.Sub(now))/c.speed), 200*time.Microsecond))
+		}
+	}()
+	return ch
+}
+
+// recorder wraps the source to remember which live polls returned a row,
+// and when each source call started (for the rate-limit check).
+type recorder struct {
+	src   heal.Source
+	clock heal.Clock
+
+	mu    sync.Mutex
+	live  map[string]map[time.Time]bool
+	calls []time.Time
+	lives int
+}
+
+func (rc *recorder) Fetch(ctx context.Context, req heal.Request) (arrow.Record, error) {
+	rc.mu.Lock()
+	rc.calls = append(rc.calls, rc.clock.Now())
+	rc.mu.Unlock()
+	rec, err := rc.src.Fetch(ctx, req)
+	if err == nil && req.Live {
+		rc.mu.Lock()
+		rc.lives++
+		if rec.NumRows() > 0 {
+			for _, k := range req.Keys {
+				if rc.live[k] == nil {
+					rc.live[k] = map[time.Time]bool{}
+				}
+				rc.live[k][req.Window.Start] = true
+			}
+		}
+		rc.mu.Unlock()
+	}
+	return rec, err
+}
+
+func (rc *recorder) Limits() heal.Limits { return rc.src.Limits() }
+
+// Live reports whether the live poll of key at slot returned a row.
+func (rc *recorder) Live(key string, slot time.Time) bool {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.live[key][slot]
+}
+
+// MaxIn is the most source calls that started within any span of d.
+func (rc *recorder) MaxIn(d time.Duration) int {
+	rc.mu.Lock()
+	ts := append([]time.Time(nil), rc.calls...)
+	rc.mu.Unlock()
+	sort.Slice(ts, func(i, j int) bool { return ts[i].Before(ts[j]) })
+	best, j := 0, 0
+	for i := range ts {
+		for ts[i].Sub(ts[j]) >= d {
+			j++
+		}
+		best = max(best, i-j+1)
+	}
+	return best
+}
+
+func (rc *recorder) polled() (calls, withRow int) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	for _, m := range rc.live {
+		withRow += len(m)
+	}
+	return rc.lives, withRow
+}
+
+// alarmLog prints alarms as they are raised and keeps them for the report.
+type alarmLog struct {
+	out   io.Writer
+	loc   *time.Location
+	quiet bool
+	mu    sync.Mutex
+	all   []heal.Alarm
+}
+
+func (l *alarmLog) Alarm(_ context.Context, a heal.Alarm) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.all = append(l.all, a)
+	if !l.quiet {
+		fmt.Fprintf(l.out, "          %s\n", describe(a, l.loc))
+	}
+	return nil
+}
+
+// describe is one line about an alarm, times in loc.
+func describe(a heal.Alarm, loc *time.Location) string {
+	what := "ALARM"
+	if a.Resolved {
+		what = "RESOLVED"
+	}
+	return fmt.Sprintf("%s %s %s %s %s–%s ET after %d attempt(s): %s", what, a.Stage, a.Dataset, a.Key,
+		a.Window.Start.In(loc).Format("15:04"), a.Window.End.In(loc).Format("15:04"), a.Attempts, a.LastError)
+}
+
+func (l *alarmLog) list() []heal.Alarm {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]heal.Alarm(nil), l.all...)
+}
+
+// progress prints a line every simulated half hour and one per audit.
+type progress struct {
+	out   io.Writer
+	quiet bool
+	loc   *time.Location
+	eng   *heal.Engine
+	rec   *recorder
+	mu    sync.Mutex
+}
+
+func (p *progress) loop(ctx context.Context, clock heal.Clock, open time.Time, started <-chan struct{}) {
+	select { // waiting on the clock before the engine would start it
+	case <-ctx.Done():
+		return
+	case <-started:
+	}
+	for next := open.Add(30 * time.Minute); ; next = next.Add(30 * time.Minute) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-clock.After(next.Sub(clock.Now())):
+			p.line(next, "")
+		}
+	}
+}
+
+func (p *progress) line(at time.Time, note string) {
+	if p.quiet || p.eng == nil {
+		return
+	}
+	s := p.eng.Stats()
+	calls, rows := p.rec.polled()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.out, "%s ET  polled %4d, %4d rows (%3d skipped by the glitch)  gaps found %3d  repaired %3d  empty %2d  candle calls %2d  alarms %d  %s\n",
+		at.In(p.loc).Format("15:04"), calls, rows, calls-rows, s.Gaps, s.Repaired, s.Empty, s.RepairCalls, s.Alarms, note)
+}
+
+func (p *progress) audit(ev heal.Event) {
+	if p.quiet || ev.Window.Empty() {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.out, "          audit %s–%s ET: %d slot(s) missing\n",
+		ev.Window.Start.In(p.loc).Format("15:04"), ev.Window.End.In(p.loc).Format("15:04"), ev.Rows)
+}
+
+// report prints the before/after table, the repair statistics and where the
+// lake is.
+func (r *run) report(ctx context.Context, out io.Writer) error {
+	for _, d := range r.Days {
+		if err := r.reportDay(ctx, out, d); err != nil {
+			return err
+		}
+	}
+	alarms := r.alarms.list()
+	fmt.Fprintf(out, "\nAlarms: %d\n", len(alarms))
+	for i, a := range alarms {
+		if i == 5 {
+			fmt.Fprintf(out, "  ... and %d more\n", len(alarms)-i)
+			break
+		}
+		fmt.Fprintf(out, "  %s\n", describe(a, r.Rule.Location))
+	}
+	fmt.Fprintf(out, "\nLake: %s\n  quotes:      %s/quotes/symbol=<SYMBOL>/date=<YYYY-MM-DD>/*.parquet\n  hourly bars: %s/bars_hourly/symbol=<SYMBOL>/month=<YYYY-MM>/*.parquet\n  ledger:      %s/_heal/\n",
+		r.Dir, r.Dir, r.Dir, r.Dir)
+	fmt.Fprintf(out, "Wall time: %s\n", r.Wall.Round(10*time.Millisecond))
+	return nil
+}
+
+func (r *run) reportDay(ctx context.Context, out io.Writer, d *simDay) error {
+	loc := r.Rule.Location
+	sts, err := d.Engine.Status(ctx, heal.NewWindow(d.Open, d.Close), time.Hour)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\n%s, regular session %s–%s New York time: before and after healing\n",
+		d.Open.In(loc).Format("Monday 2006-01-02"), d.Open.In(loc).Format("15:04"), d.Close.In(loc).Format("15:04"))
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "symbol\thour (ET)\texpected\thad\trepaired\tempty\tunrepairable\tmissing\tcomplete\t")
+	type tot struct{ exp, had, rep, emp, unr, mis int }
+	var all tot
+	per := map[string]*tot{}
+	for _, s := range sts {
+		if s.Expected == 0 {
+			continue
+		}
+		had := s.Present - s.Repaired
+		from := s.Window.Start
+		if from.Before(d.Open) {
+			from = d.Open // the 09:30 half hour
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", s.Key, from.In(loc).Format("15:04"),
+			s.Expected, had, s.Repaired, s.Empty, s.Unrepairable, s.Missing(), pct(s.Present+s.Empty, s.Expected))
+		t := per[s.Key]
+		if t == nil {
+			t = &tot{}
+			per[s.Key] = t
+		}
+		for _, x := range []*tot{t, &all} {
+			x.exp += s.Expected
+			x.had += had
+			x.rep += s.Repaired
+			x.emp += s.Empty
+			x.unr += s.Unrepairable
+			x.mis += s.Missing()
+		}
+	}
+	fmt.Fprintln(tw, "\t\t\t\t\t\t\t\t\t")
+	for _, k := range r.cfg.Symbols {
+		if t := per[k]; t != nil {
+			fmt.Fprintf(tw, "%s\tday\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", k, t.exp, t.had, t.rep, t.emp, t.unr, t.mis, pct(t.had+t.rep+t.emp, t.exp))
+		}
+	}
+	fmt.Fprintf(tw, "all\tday\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", all.exp, all.had, all.rep, all.emp, all.unr, all.mis, pct(all.had+all.rep+all.emp, all.exp))
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "  had = rows polled live; complete = (had + repaired + empty) / expected; empty = minutes with no trade, confirmed by the candles.\n")
+	fmt.Fprintf(out, "  before healing the session was %s complete, after it %s.\n", pct(all.had, all.exp), pct(all.had+all.rep+all.emp, all.exp))
+
+	s := d.Engine.Stats()
+	c := d.Server.Counters()
+	fmt.Fprintf(out, "\nRepair statistics\n")
+	fmt.Fprintf(out, "  audits: %d   gaps found: %d slots   repaired: %d   confirmed empty: %d   unrepairable: %d\n",
+		len(d.Audits), s.Gaps, s.Repaired, s.Empty, s.Unrepairable)
+	fmt.Fprintf(out, "  source calls: live %d, repair %d (candle requests, retries included), failed %d\n", s.LiveCalls, s.RepairCalls, s.FetchErrors)
+	fmt.Fprintf(out, "  hourly bars recomputed: %d   alarms: %d   resolved: %d\n", s.Resynthesized, s.Alarms, s.Resolved)
+	fmt.Fprintf(out, "  fake API: %d quote + %d candle calls, %d faults injected, %d rate-limited; busiest minute %d calls, busiest second %d (limit %d/min, 30/s)\n",
+		c.Calls["/quote"], c.Calls["/stock/candle"], c.Injected, c.RateLimited, c.MaxPerMinute, c.MaxPerSecond, r.cfg.PerMinute)
+	return nil
+}
+
+func pct(n, of int) string {
+	if of == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f%%", 100*float64(n)/float64(of))
+}
+
+// runReal polls the real Finnhub API in real time until the session
+// closes, -duration passes or ctx ends, then heals what it polled and
+// prints the same report.
+func runReal(ctx context.Context, cfg config, out io.Writer) error {
+	rule := audit.USEquities()
+	quotes := finnhub.Quotes()
+	bars := finnhub.NewBars(rule, nil)
+	dir := cfg.Lake
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "heal-finnhub-"); err != nil {
+			return err
+		}
+	}
+	lake, err := sink.OpenDir(dir, nil)
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	client, err := finnhub.NewClient(&finnhub.Options{BaseURL: cfg.BaseURL, Token: cfg.Token, Logger: logger})
+	if err != nil {
+		return err
+	}
+	limits := finnhub.DefaultLimits()
+	limits.Rates[0].Calls = cfg.PerMinute
+	src := source.Glitch(finnhub.NewSource(client, &finnhub.SourceOptions{Limits: limits}), quotes, cfg.Symbols, cfg.Drop, cfg.Seed)
+	alarms := &alarmLog{out: out, loc: rule.Location}
+	eng, err := heal.New(quotes, src, lake, &heal.Options{
+		Keys: cfg.Symbols, Rule: rule, Transformers: []heal.Transformer{bars},
+		Alarmer: heal.MultiAlarmer(heal.LogAlarmer(logger), alarms), Logger: logger,
+		Lookback: cfg.Lookback, AuditEvery: cfg.AuditEvery,
+	})
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	open, close, trading := rule.Hours(now)
+	stopAt := close.Add(time.Minute)
+	if !trading || !now.Before(close) {
+		fmt.Fprintln(out, "The US market is closed now: polling anyway (quotes stay at the last trade; no minute is expected).")
+		stopAt = time.Time{}
+	}
+	if cfg.Duration > 0 {
+		stopAt = now.Add(cfg.Duration)
+	}
+	fmt.Fprintf(out, "Polling %d symbols at %s every minute (the glitch skips %d); lake %s. Ctrl-C to stop.\n",
+		len(cfg.Symbols), cfg.BaseURL, cfg.Drop, dir)
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if !stopAt.IsZero() {
+		runCtx, cancel = context.WithDeadline(runCtx, stopAt)
+		defer cancel()
+	}
+	if err := eng.Run(runCtx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	// A final pass with a fresh context, so Ctrl-C still leaves a report.
+	fctx, fcancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer fcancel()
+	w := heal.NewWindow(now.Truncate(time.Minute), time.Now())
+	if trading {
+		w = heal.NewWindow(open, close)
+	}
+	if _, err := eng.Heal(fctx, w); err != nil {
+		return err
+	}
+	r := &run{cfg: cfg, Lake: lake, Dir: dir, Quotes: quotes, Bars: bars, Rule: rule, alarms: alarms, Wall: time.Since(now)}
+	d := &simDay{Open: w.Start, Close: w.End, Engine: eng, Server: nil}
+	return r.reportReal(fctx, out, d)
+}
+
+func (r *run) reportReal(ctx context.Context, out io.Writer, d *simDay) error {
+	sts, err := d.Engine.Status(ctx, heal.NewWindow(d.Open, d.Close), time.Hour)
+	if err != nil {
+		return err
+	}
+	loc := r.Rule.Location
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "symbol\thour (ET)\texpected\thad\trepaired\tempty\tunrepairable\tmissing\t")
+	for _, s := range sts {
+		if s.Expected > 0 {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t\n", s.Key, s.Window.Start.In(loc).Format("15:04"),
+				s.Expected, s.Present-s.Repaired, s.Repaired, s.Empty, s.Unrepairable, s.Missing())
+		}
+	}
+	tw.Flush()
+	s := d.Engine.Stats()
+	fmt.Fprintf(out, "\nsource calls: live %d, repair %d, failed %d; gaps %d, repaired %d, empty %d, unrepairable %d, alarms %d\n",
+		s.LiveCalls, s.RepairCalls, s.FetchErrors, s.Gaps, s.Repaired, s.Empty, s.Unrepairable, s.Alarms)
+	fmt.Fprintf(out, "Lake: %s\n", r.Dir)
+	return nil
+}
