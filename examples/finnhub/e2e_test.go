@@ -13,6 +13,7 @@ import (
 
 	"github.com/selfheal/heal"
 	"github.com/selfheal/heal/examples/finnhub/finnhub"
+	"github.com/selfheal/heal/examples/finnhub/finnhubtest"
 )
 
 // simulateForTest runs the example's pipeline in-process, quietly.
@@ -378,4 +379,26 @@ func readBars(t *testing.T, r *run) map[string]map[time.Time]bar {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestRealModeSmoke runs the real-API path (wall clock, FINNHUB_TOKEN
+// mode) for two seconds against a fake server on the wall clock.
+func TestRealModeSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs for seconds")
+	}
+	srv := finnhubtest.NewServer(nil)
+	defer srv.Close()
+	cfg, err := parseFlags([]string{"-lake", t.TempDir(), "-base-url", srv.URL, "-duration", "2s"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Token = finnhubtest.Token
+	var out strings.Builder
+	if err := runReal(context.Background(), cfg, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "source calls: live") || strings.Contains(out.String(), finnhubtest.Token) {
+		t.Errorf("output:\n%s", out.String())
+	}
 }
