@@ -69,7 +69,7 @@ func (l *Lake) Compact(ctx context.Context, ds *heal.Dataset, q heal.Query) (int
 		}
 	}
 	if n.Load() > 0 && ctx.Err() == nil {
-		if err := l.mergeIndex(ctx, ds, false); err != nil {
+		if err := l.mergeIndex(ctx, ds); err != nil {
 			l.log.Warn("heal/sink: merging the index", "dataset", ds.Name, "err", err)
 		}
 	}

@@ -31,7 +31,9 @@ import (
 //
 // Objects are named "<level>.<seq>[.<rand>]": level 0 for an operation's
 // own object, 1 and 2 for merges of 16 objects of the level below, 3 for a
-// checkpoint holding everything. Merging concatenates sections and never
+// checkpoint holding everything (16 objects of level 2 join it once they
+// weigh a quarter of it, and merge among themselves until then, so that a
+// large checkpoint is rewritten rarely). Merging concatenates sections and never
 // loses one; a checkpoint also drops the adds that later removes cancel, and
 // the removes and touches older than indexRetention. When a seq appears in
 // several objects (a merge crashed before deleting its inputs, or two
@@ -42,7 +44,7 @@ import (
 // The index is a cache, never the only record: a data file without an
 // entry is read from its footer (and its entry added back), and an entry
 // for a file that is not listed is ignored, unless the lake runs
-// [IndexTrusted].
+// [InventoryTrusted].
 
 const (
 	indexPrefix = metaPrefix + "index/"
@@ -96,6 +98,7 @@ type idxObject struct {
 	name   string // store name
 	level  int
 	maxSeq string
+	size   int64
 }
 
 // parseIndexName parses the base name of an index object.
@@ -328,7 +331,7 @@ func (l *Lake) logIndex(ctx context.Context, ds *heal.Dataset, entries []idxEntr
 		return
 	}
 	if l.indexPuts(ds).Add(1)%indexCheckEvery == 0 {
-		if err := l.mergeIndex(ctx, ds, false); err != nil {
+		if err := l.mergeIndex(ctx, ds); err != nil {
 			l.log.Warn("heal/sink: merging the index", "dataset", ds.Name, "err", err)
 		}
 	}
@@ -353,7 +356,7 @@ func (l *Lake) listIndex(ctx context.Context, ds *heal.Dataset) (objs []idxObjec
 		if !ok {
 			return nil
 		}
-		objs = append(objs, idxObject{name: oi.Name, level: level, maxSeq: seq})
+		objs = append(objs, idxObject{name: oi.Name, level: level, maxSeq: seq, size: oi.Size})
 		return nil
 	})
 	if err != nil {
@@ -559,10 +562,10 @@ func cmpInt64(a, b int64) int {
 	return 0
 }
 
-// mergeIndex merges full levels of the index of ds into the next level;
-// with checkpoint, it merges everything into one checkpoint. The objects
-// merged are deleted after the merged object is stored.
-func (l *Lake) mergeIndex(ctx context.Context, ds *heal.Dataset, checkpoint bool) error {
+// mergeIndex merges each full level of the index of ds (indexFanIn
+// objects) into one object of the next level. The objects merged are
+// deleted after the merged object is stored.
+func (l *Lake) mergeIndex(ctx context.Context, ds *heal.Dataset) error {
 	l.merging.Lock() // one merge at a time per process; other processes may merge too
 	defer l.merging.Unlock()
 	objs, _, err := l.listIndex(ctx, ds)
@@ -570,34 +573,34 @@ func (l *Lake) mergeIndex(ctx context.Context, ds *heal.Dataset, checkpoint bool
 		return err
 	}
 	for level := 0; level < indexTop; level++ {
-		var in []idxObject
+		var same, top []idxObject
+		var sameSize, topSize int64
 		for _, o := range objs {
-			if o.level == level || checkpoint || level == indexTop-1 && o.level == indexTop {
-				in = append(in, o)
+			switch o.level {
+			case level:
+				same, sameSize = append(same, o), sameSize+o.size
+			case indexTop:
+				top, topSize = append(top, o), topSize+o.size
 			}
 		}
-		full := 0
-		for _, o := range in {
-			if o.level == level {
-				full++
-			}
-		}
-		if !checkpoint && full < indexFanIn {
+		if len(same) < indexFanIn {
 			continue
 		}
-		if checkpoint && len(in) <= 1 && (len(in) == 0 || in[0].level == indexTop) {
-			return nil
-		}
-		to := level + 1
-		if checkpoint {
-			to = indexTop
+		in, to := same, level+1
+		if to == indexTop {
+			// Fold into the checkpoint only once what waits is a fair share
+			// of it, so that a large checkpoint is rewritten a logarithmic
+			// number of times, not every few thousand writes; meanwhile the
+			// level merges into one object of its own.
+			if 4*sameSize >= topSize {
+				in = append(in, top...)
+			} else {
+				to = level
+			}
 		}
 		out, err := l.mergeObjects(ctx, ds, in, to)
 		if err != nil {
 			return err
-		}
-		if checkpoint {
-			return nil
 		}
 		// Carry on with the merged object in place of its inputs.
 		objs = slices.DeleteFunc(objs, func(o idxObject) bool {
@@ -634,8 +637,9 @@ func (l *Lake) mergeObjects(ctx context.Context, ds *heal.Dataset, in []idxObjec
 	for _, o := range in {
 		maxSeq = max(maxSeq, o.maxSeq)
 	}
-	out := idxObject{name: indexDir(ds) + strconv.Itoa(to) + "." + maxSeq + "." + randHex(), level: to, maxSeq: maxSeq}
-	if err := l.store.Put(ctx, out.name, encodeSections(ds, picked), true); err != nil {
+	data := encodeSections(ds, picked)
+	out := idxObject{name: indexDir(ds) + strconv.Itoa(to) + "." + maxSeq + "." + randHex(), level: to, maxSeq: maxSeq, size: int64(len(data))}
+	if err := l.store.Put(ctx, out.name, data, true); err != nil {
 		return idxObject{}, fmt.Errorf("heal/sink: merge index %s: %w", ds.Name, err)
 	}
 	var errs []error
