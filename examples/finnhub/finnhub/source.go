@@ -135,6 +135,10 @@ func (s *Source) liveRecord(sym string, slot time.Time, q *Quote) (arrow.Record,
 	if !(q.C > 0) {
 		return nil, fmt.Errorf("finnhub: /quote %s: %w: price c=%v", sym, ErrMalformed, q.C)
 	}
+	if q.T <= 0 || q.T > s.c.clock.Now().Add(24*time.Hour).Unix() {
+		// Not a trade time: stored, it would overflow quote_time.
+		return nil, fmt.Errorf("finnhub: /quote %s: %w: trade time t=%d", sym, ErrMalformed, q.T)
+	}
 	r := s.newRows()
 	defer r.b.Release()
 	r.sym.Append(sym)
@@ -164,6 +168,11 @@ func (s *Source) candleRecord(sym string, w heal.Window, cs *Candles) (arrow.Rec
 		bar := time.Unix(t, 0).UTC()
 		if !w.Contains(bar) {
 			continue // Finnhub's bounds are inclusive and not always honoured
+		}
+		if !(cs.O[i] > 0 && cs.H[i] > 0 && cs.L[i] > 0 && cs.C[i] > 0) || !(cs.V[i] >= 0 && cs.V[i] < 1<<62) {
+			// Not a bar: stored, a volume out of range would overflow int64.
+			return nil, fmt.Errorf("finnhub: /stock/candle %s: %w: bar at %s has o=%v h=%v l=%v c=%v v=%v",
+				sym, ErrMalformed, bar.Format(time.RFC3339), cs.O[i], cs.H[i], cs.L[i], cs.C[i], cs.V[i])
 		}
 		r.sym.Append(sym)
 		r.minute.Append(ms(s.ds.Slot(bar)))
