@@ -300,16 +300,22 @@ func (e *idxEntry) partition(ds *heal.Dataset) heal.Partition {
 	return heal.Partition{Dataset: ds.Name, Key: e.key, Start: time.Unix(e.start, 0).UTC(), Period: ds.Partition}
 }
 
-// fileInv returns what an add says its file holds, or ok=false if the
-// entry does not describe a file of its partition at ds's grain.
-func (e *idxEntry) fileInv(ds *heal.Dataset) (*fileInv, bool) {
+// valid reports whether an add describes, at ds's grain, slots of its
+// partition.
+func (e *idxEntry) valid(ds *heal.Dataset) bool {
 	s, ok := parseSlotEnc(e.slots)
 	if !ok || s.grain != int64(ds.Grain) || s.start%s.grain != 0 || s.n == 0 {
-		return nil, false
+		return false
 	}
 	pstart := time.Unix(e.start, 0).UTC()
 	pend := ds.Partition.Next(pstart)
-	if s.start < pstart.UnixNano() || s.start+int64(s.n)*s.grain > pend.UnixNano() {
+	return s.start >= pstart.UnixNano() && s.start+int64(s.n)*s.grain <= pend.UnixNano()
+}
+
+// fileInv returns what an add says its file holds, or ok=false if the
+// entry is not valid.
+func (e *idxEntry) fileInv(ds *heal.Dataset) (*fileInv, bool) {
+	if !e.valid(ds) {
 		return nil, false
 	}
 	return &fileInv{enc: e.slots}, true
@@ -414,14 +420,15 @@ func (l *Lake) readObject(ctx context.Context, name string) ([]byte, error) {
 
 // indexFile is a live add and the seq of the section that added it.
 type indexFile struct {
-	e   *idxEntry
-	seq string
+	e      *idxEntry
+	seq    string
+	listed bool // an inventory listed the file
 }
 
 // indexState is the index folded: the files it says exist, and when each
 // partition last changed.
 type indexState struct {
-	files      map[string]indexFile // by relative name
+	files      map[string]*indexFile // by relative name
 	sections   []idxSection         // what was folded, in seq order
 	objects    []idxObject          // the objects read
 	maxSeq     string               // the newest seq read
@@ -473,7 +480,8 @@ func fold(secs []idxSection) *indexState {
 	for _, s := range secs {
 		n += len(s.entries)
 	}
-	st := &indexState{files: make(map[string]indexFile, n), sections: secs}
+	st := &indexState{files: make(map[string]*indexFile, n), sections: secs}
+	slab := make([]indexFile, 0, n)
 	for i := range secs {
 		s := &secs[i]
 		st.maxSeq = max(st.maxSeq, s.seq)
@@ -481,7 +489,8 @@ func fold(secs []idxSection) *indexState {
 			e := &s.entries[j]
 			switch e.op {
 			case opAdd:
-				st.files[e.name] = indexFile{e: e, seq: s.seq}
+				slab = append(slab, indexFile{e: e, seq: s.seq})
+				st.files[e.name] = &slab[len(slab)-1]
 			case opRemove:
 				delete(st.files, e.name)
 			}

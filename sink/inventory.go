@@ -164,13 +164,14 @@ func (l *Lake) inventoryTrusted(ctx context.Context, ds *heal.Dataset, q heal.Qu
 			continue
 		}
 		invs := make([]*fileInv, len(entries))
+		fis := make([]fileInv, len(entries))
 		for i, e := range entries {
-			fi, ok := e.fileInv(ds)
-			if !ok {
+			if !e.valid(ds) {
 				l.log.Warn("heal/sink: unusable index entry; listing the dataset instead", "dataset", ds.Name, "file", e.name)
 				return false, nil
 			}
-			invs[i] = fi
+			fis[i].enc = e.slots
+			invs[i] = &fis[i]
 		}
 		parts = append(parts, part{p, invs})
 		if len(parts) == 1 && cap(parts) < 64 {
@@ -217,27 +218,34 @@ func (l *Lake) inventoryListed(ctx context.Context, ds *heal.Dataset, q heal.Que
 	}
 	rec := &reconciler{st: st, started: started}
 	if st != nil {
-		rec.listed = make(map[partKey]map[string]bool, len(parts))
+		rec.listed = make(map[partKey]bool, len(parts))
 	}
 	defer l.reconcile(ctx, ds, rec) // ctx as it is now, not the canceled one below
 
 	// What the index already says, file by file; nil where a file must be read.
+	nfiles := 0
+	for _, pf := range parts {
+		nfiles += len(pf.files)
+	}
 	known := make([][]*fileInv, len(parts))
+	ptrs := make([]*fileInv, nfiles)
+	var slab []fileInv
+	if st != nil {
+		slab = make([]fileInv, 0, nfiles)
+	}
 	need := make([]bool, len(parts))
 	for i, pf := range parts {
-		known[i] = make([]*fileInv, len(pf.files))
-		var names map[string]bool
+		known[i], ptrs = ptrs[:len(pf.files):len(pf.files)], ptrs[len(pf.files):]
 		if st != nil {
-			names = make(map[string]bool, len(pf.files))
-			rec.listed[partKey{pf.p.Key, pf.p.Start.Unix()}] = names
+			rec.listed[partKey{pf.p.Key, pf.p.Start.Unix()}] = true
 		}
 		for j, fr := range pf.files {
 			if st != nil {
-				rel := relName(ds, fr.name)
-				names[rel] = true
-				if f, ok := st.files[rel]; ok && f.e.size == fr.size {
-					if fi, ok := f.e.fileInv(ds); ok {
-						known[i][j] = fi
+				if f, ok := st.files[relName(ds, fr.name)]; ok {
+					f.listed = true
+					if f.e.size == fr.size && f.e.valid(ds) {
+						slab = append(slab, fileInv{enc: f.e.slots})
+						known[i][j] = &slab[len(slab)-1]
 						continue
 					}
 				}
@@ -308,7 +316,7 @@ func (l *Lake) inventoryListed(ctx context.Context, ds *heal.Dataset, q heal.Que
 type reconciler struct {
 	st      *indexState
 	started time.Time
-	listed  map[partKey]map[string]bool // per listed partition, the files listed (relative names)
+	listed  map[partKey]bool // the partitions listed (their files are marked in st)
 
 	mu      sync.Mutex
 	entries []idxEntry
@@ -331,8 +339,7 @@ func (l *Lake) reconcile(ctx context.Context, ds *heal.Dataset, r *reconciler) {
 	before := fmt.Sprintf("%020d", r.started.Add(-time.Minute).UnixNano())
 	entries := r.entries
 	for name, f := range r.st.files {
-		files, ok := r.listed[partKey{f.e.key, f.e.start}]
-		if ok && !files[name] && f.seq < before {
+		if !f.listed && f.seq < before && r.listed[partKey{f.e.key, f.e.start}] {
 			entries = append(entries, idxEntry{op: opRemove, name: name, key: f.e.key, start: f.e.start})
 		}
 	}
