@@ -471,10 +471,13 @@ func (e *env) punch(ctx context.Context, lake *sink.Lake, k int) (int, error) {
 	var picks []sh
 	for i := uint64(0); len(picks) < k && i < uint64(100*k+100); i++ {
 		p := sh{
-			sym:  int(mix(uint64(e.cfg.Seed)^i*7919) % uint64(len(e.w.symbols))),
-			day:  int(mix(uint64(e.cfg.Seed)^i*104729) % uint64(len(e.w.days))),
-			hour: 15 + int(mix(uint64(e.cfg.Seed)^i*1299709)%6), // 15:00-20:59 UTC: always in session
+			sym: int(mix(uint64(e.cfg.Seed)^i*7919) % uint64(len(e.w.symbols))),
+			day: int(mix(uint64(e.cfg.Seed)^i*104729) % uint64(len(e.w.days))),
 		}
+		// One of the five whole hours inside the day's session (which
+		// moves in UTC with daylight saving time).
+		open := time.Unix(e.w.session[p.day][0]*60, 0).UTC()
+		p.hour = open.Hour() + 1 + int(mix(uint64(e.cfg.Seed)^i*1299709)%5)
 		if !seen[p] {
 			seen[p] = true
 			picks = append(picks, p)
@@ -506,11 +509,15 @@ func (e *env) punch(ctx context.Context, lake *sink.Lake, k int) (int, error) {
 		rec := recs[0]
 		ts := rec.Column(ds.TimeIndex()).(*array.Timestamp)
 		for i := 0; i < ts.Len(); i++ {
-			t := ts.Value(i).ToTime(arrow.Millisecond)
+			t := ts.Value(i).ToTime(arrow.Millisecond).UTC()
 			if slices.Contains(hours, t.Hour()) && t.Minute() >= 20 && t.Minute() < 23 {
 				continue
 			}
 			keep = append(keep, int64(i))
+		}
+		if removed := ts.Len() - len(keep); removed != 3*len(hours) {
+			rec.Release()
+			return 0, fmt.Errorf("bench: punch %s hours %v: removed %d rows, want %d (is the lake whole?)", p, hours, removed, 3*len(hours))
 		}
 		b := array.NewInt64Builder(e.mem)
 		b.AppendValues(keep, nil)
