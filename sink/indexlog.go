@@ -429,11 +429,11 @@ type indexFile struct {
 // partition last changed.
 type indexState struct {
 	files      map[string]*indexFile // by relative name
-	sections   []idxSection         // what was folded, in seq order
-	objects    []idxObject          // the objects read
-	maxSeq     string               // the newest seq read
-	reconciled string               // the newest reconcile marker
-	complete   bool                 // every listed object was read
+	sections   []idxSection          // what was folded, in seq order
+	objects    []idxObject           // the objects read
+	maxSeq     string                // the newest seq read
+	reconciled string                // the newest reconcile marker
+	complete   bool                  // every listed object was read
 }
 
 type partKey struct {
