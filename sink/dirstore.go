@@ -62,6 +62,18 @@ func (s *DirStore) path(name string) (string, error) {
 
 // Put implements [Store].
 func (s *DirStore) Put(ctx context.Context, name string, data []byte, ifAbsent bool) error {
+	return s.put(ctx, name, data, ifAbsent, true)
+}
+
+// PutCache creates name with data, like a create-only Put, but does not
+// wait for the disk: after a crash of the machine (not of the process) the
+// object may be missing or hold garbage. The lake puts its index objects,
+// a checksummed cache of what the data files hold, this way.
+func (s *DirStore) PutCache(ctx context.Context, name string, data []byte) error {
+	return s.put(ctx, name, data, true, false)
+}
+
+func (s *DirStore) put(ctx context.Context, name string, data []byte, ifAbsent, durable bool) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("heal/sink: put %s: %w", name, err)
 	}
@@ -86,7 +98,7 @@ func (s *DirStore) Put(ctx context.Context, name string, data []byte, ifAbsent b
 		}
 	}()
 	_, err = tmp.Write(data)
-	if err == nil {
+	if err == nil && durable {
 		err = tmp.Sync()
 	}
 	if cerr := tmp.Close(); err == nil {
@@ -106,6 +118,9 @@ func (s *DirStore) Put(ctx context.Context, name string, data []byte, ifAbsent b
 	}
 	if err != nil {
 		return fmt.Errorf("heal/sink: put %s: %w", name, err)
+	}
+	if !durable {
+		return nil
 	}
 	// Make the new name durable, and the directories created for it.
 	for _, d := range append([]string{dir}, newDirs...) {

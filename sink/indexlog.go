@@ -332,7 +332,7 @@ func (l *Lake) logIndex(ctx context.Context, ds *heal.Dataset, entries []idxEntr
 	slices.SortFunc(entries, func(a, b idxEntry) int { return strings.Compare(a.name, b.name) })
 	seq := nextSeq()
 	data := encodeSections(ds, []idxSection{{seq: seq, entries: entries}})
-	if err := l.store.Put(ctx, indexDir(ds)+"0."+seq, data, true); err != nil {
+	if err := l.putIndex(ctx, indexDir(ds)+"0."+seq, data); err != nil {
 		l.log.Warn("heal/sink: could not record the index; readers fall back to the files' footers", "dataset", ds.Name, "err", err)
 		return
 	}
@@ -341,6 +341,23 @@ func (l *Lake) logIndex(ctx context.Context, ds *heal.Dataset, entries []idxEntr
 			l.log.Warn("heal/sink: merging the index", "dataset", ds.Name, "err", err)
 		}
 	}
+}
+
+// cachePutter is implemented by stores that can create an object without
+// waiting for the disk ([DirStore.PutCache]). Index objects need not be
+// durable: one lost or torn by a crash fails its checksums and is ignored,
+// and the files it described are read from their footers; the data files
+// themselves were made durable before their entries were written.
+type cachePutter interface {
+	PutCache(ctx context.Context, name string, data []byte) error
+}
+
+// putIndex creates an index object.
+func (l *Lake) putIndex(ctx context.Context, name string, data []byte) error {
+	if c, ok := l.store.(cachePutter); ok {
+		return c.PutCache(ctx, name, data)
+	}
+	return l.store.Put(ctx, name, data, true)
 }
 
 // indexPuts counts the index objects this lake put for ds.
@@ -648,7 +665,7 @@ func (l *Lake) mergeObjects(ctx context.Context, ds *heal.Dataset, in []idxObjec
 	}
 	data := encodeSections(ds, picked)
 	out := idxObject{name: indexDir(ds) + strconv.Itoa(to) + "." + maxSeq + "." + randHex(), level: to, maxSeq: maxSeq, size: int64(len(data))}
-	if err := l.store.Put(ctx, out.name, data, true); err != nil {
+	if err := l.putIndex(ctx, out.name, data); err != nil {
 		return idxObject{}, fmt.Errorf("heal/sink: merge index %s: %w", ds.Name, err)
 	}
 	var errs []error

@@ -196,6 +196,22 @@ func TestDirStore(t *testing.T) {
 	testStore(t, s)
 	ctx := context.Background()
 
+	t.Run("PutCache", func(t *testing.T) {
+		// Create-only like Put, without waiting for the disk.
+		if err := s.PutCache(ctx, "c/a/b", []byte("cached")); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutCache(ctx, "c/a/b", []byte("again")); !errors.Is(err, heal.ErrExist) {
+			t.Fatalf("second PutCache: %v, want ErrExist", err)
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "c", "a", "b")); err != nil || string(b) != "cached" {
+			t.Fatalf("read back %q, %v", b, err)
+		}
+		if entries, _ := os.ReadDir(filepath.Join(dir, "c", "a")); len(entries) != 1 {
+			t.Fatalf("PutCache left %d entries", len(entries))
+		}
+	})
+
 	t.Run("TempFilesInvisibleAndCleaned", func(t *testing.T) {
 		// A crash between writing the temporary file and linking it leaves
 		// it behind: it must never be listed, and CleanTemp removes it
