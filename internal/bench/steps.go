@@ -52,7 +52,8 @@ var steps = []struct {
 	run  func(context.Context, *env, *Result) error
 }{
 	{"ingest", "land the lake through the Lake, one Write per trading day (all symbols) and one of redelivered copies", stepIngest},
-	{"bare", "the same rows, the same files, written with pqarrow alone", stepBare},
+	{"bare", "the same rows, the same files, written with pqarrow alone", stepBare(false)},
+	{"bare-sync", "the same, each file and new directory synced to disk as the Lake's DirStore does", stepBare(true)},
 	{"floor", "read and decode the time column of every file with pqarrow", stepFloor},
 	{"audit-scan", "Engine.Audit, the lake reading every file's key and time columns (InventoryScan)", stepAudit(sink.InventoryScan)},
 	{"audit-index", "Engine.Audit from the lake index, checked against a listing (InventoryListed, the default)", stepAudit(sink.InventoryListed)},
@@ -128,8 +129,16 @@ func stepIngest(ctx context.Context, e *env, r *Result) error {
 }
 
 // stepBare writes the same rows into the same files with pqarrow alone:
-// the same codec, the same parallelism, no index, no fsync, no checks.
-func stepBare(ctx context.Context, e *env, r *Result) error {
+// the same codec, the same parallelism, no index, no checks; with sync,
+// each file, its directory and the directories created for it are synced,
+// as DirStore does (without it, nothing is).
+func stepBare(sync bool) func(context.Context, *env, *Result) error {
+	return func(ctx context.Context, e *env, r *Result) error {
+		return bare(ctx, e, r, sync)
+	}
+}
+
+func bare(ctx context.Context, e *env, r *Result, sync bool) error {
 	if err := os.RemoveAll(e.bareDir()); err != nil {
 		return err
 	}
@@ -137,23 +146,45 @@ func stepBare(ctx context.Context, e *env, r *Result) error {
 	props := parquet.NewWriterProperties(parquet.WithCompression(compress.Codecs.Snappy), parquet.WithAllocator(e.mem))
 	aprops := pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema(), pqarrow.WithAllocator(e.mem))
 	writeFile := func(path string, rec arrow.Record) error {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		dir := filepath.Dir(path)
+		var created []string // directories to sync: the file's, and the parents of those created
+		if sync {
+			for d := dir; ; d = filepath.Dir(d) {
+				if _, err := os.Stat(d); err == nil {
+					break
+				}
+				created = append(created, filepath.Dir(d))
+			}
+			created = append(created, dir)
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}
 		f, err := os.Create(path)
 		if err != nil {
 			return err
 		}
-		fw, err := pqarrow.NewFileWriter(ds.Schema, f, props, aprops)
+		fw, err := pqarrow.NewFileWriter(ds.Schema, nopCloser{f}, props, aprops)
 		if err != nil {
 			f.Close()
 			return err
 		}
-		if err := fw.Write(rec); err != nil {
-			fw.Close()
-			return err
+		err = fw.Write(rec)
+		if cerr := fw.Close(); err == nil {
+			err = cerr
 		}
-		return fw.Close() // closes f
+		if err == nil && sync {
+			err = f.Sync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		for _, d := range created {
+			if err == nil {
+				err = syncDir(d)
+			}
+		}
+		return err
 	}
 	var busy time.Duration
 	t := startTimer()
@@ -190,6 +221,23 @@ func stepBare(ctx context.Context, e *env, r *Result) error {
 	r.Seconds = busy.Seconds()
 	r.Files, _ = countFiles(filepath.Join(e.bareDir(), ds.Name))
 	return nil
+}
+
+// nopCloser keeps pqarrow from closing the file before it is synced.
+type nopCloser struct{ *os.File }
+
+func (nopCloser) Close() error { return nil }
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // countFiles counts the .parquet files under dir.
