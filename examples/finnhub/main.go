@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"sort"
@@ -31,8 +32,10 @@ import (
 
 	"github.com/selfheal/heal"
 	"github.com/selfheal/heal/audit"
+	"github.com/selfheal/heal/cost"
 	"github.com/selfheal/heal/examples/finnhub/finnhub"
 	"github.com/selfheal/heal/examples/finnhub/finnhubtest"
+	"github.com/selfheal/heal/metrics"
 	"github.com/selfheal/heal/sink"
 	"github.com/selfheal/heal/source"
 )
@@ -53,7 +56,11 @@ type config struct {
 	PerMinute  int           // the source's declared per-minute limit, and the fake's
 	Until      time.Duration // stop at this New York time of day (0: the close)
 	Verbose    bool
-	Quiet      bool // no progress lines (tests)
+	Quiet      bool        // no progress lines (tests)
+	Metrics    string      // serve Prometheus metrics here ("": no)
+	Prices     cost.Prices // what the cost summary charges
+
+	collector *metrics.Collector // set by main when Metrics is
 
 	serverPerMinute int // the fake's limit when a test sets it apart (0: PerMinute)
 
@@ -72,6 +79,15 @@ func main() {
 		os.Exit(2)
 	}
 	cfg.Token = os.Getenv("FINNHUB_TOKEN")
+	if cfg.Metrics != "" {
+		c, stopMetrics, err := serveMetrics(cfg.Metrics, os.Stdout)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "finnhub: -metrics:", err)
+			os.Exit(1)
+		}
+		defer stopMetrics()
+		cfg.collector = c
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if cfg.Token != "" {
@@ -112,6 +128,9 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	fs.StringVar(&cfg.BaseURL, "base-url", finnhub.DefaultBaseURL, "real API: the API root")
 	fs.DurationVar(&cfg.Duration, "duration", 0, "real API: stop after this long (0: at the session close, or Ctrl-C)")
 	fs.BoolVar(&cfg.Verbose, "v", false, "log the engine's work (repairs, retries) to stderr")
+	fs.StringVar(&cfg.Metrics, "metrics", "", `serve Prometheus metrics at http://ADDR/metrics, e.g. ":9090" (every interface) or "127.0.0.1:9090" (this machine only)`)
+	cfg.Prices = cost.DefaultPrices()
+	fs.Var(&cfg.Prices, "price", "prices of the cost summary, name=dollars,...: "+strings.Join(cost.PriceNames(), ", ")+" (put/get/list/delete per 1,000 requests)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `Usage: go run ./examples/finnhub [flags]
 
@@ -288,7 +307,9 @@ func (r *run) simulateDay(ctx context.Context, day time.Time, out io.Writer) (*s
 	}
 	sd := &simDay{Open: open, Close: close, Server: fake}
 	logger := r.logger(out)
-	client, err := finnhub.NewClient(&finnhub.Options{BaseURL: fake.URL, Token: token, Clock: clock, Logger: logger})
+	meter, lake := newMeter(r.Lake, clock, r.Quotes.Name, r.Bars.Output().Name)
+	client, err := finnhub.NewClient(&finnhub.Options{BaseURL: fake.URL, Token: token, Clock: clock, Logger: logger,
+		HTTPClient: &http.Client{Transport: meter.Transport(nil)}})
 	if err != nil {
 		return sd, err
 	}
@@ -301,7 +322,7 @@ func (r *run) simulateDay(ctx context.Context, day time.Time, out io.Writer) (*s
 	progress := &progress{out: out, quiet: cfg.Quiet, loc: r.Rule.Location}
 	lastPoll, lastOnce := make(chan struct{}, 1), &sync.Once{}
 	firstPoll, firstOnce := make(chan struct{}, 1), &sync.Once{}
-	eng, err := heal.New(r.Quotes, sd.Rec, r.Lake, &heal.Options{
+	eng, err := heal.New(r.Quotes, sd.Rec, lake, &heal.Options{
 		Keys:         cfg.Symbols,
 		Rule:         r.Rule,
 		Transformers: []heal.Transformer{r.Bars},
@@ -311,7 +332,7 @@ func (r *run) simulateDay(ctx context.Context, day time.Time, out io.Writer) (*s
 		Lookback:     cfg.Lookback,
 		AuditEvery:   cfg.AuditEvery,
 		Retry:        heal.RetryPolicy{InitialInterval: 2 * time.Second, MaxInterval: time.Minute},
-		Observer: heal.ObserverFunc(func(ev heal.Event) {
+		Observer: observers(meter, collectorOf(cfg), heal.ObserverFunc(func(ev heal.Event) {
 			if ev.Kind == heal.EventWrite && ev.Live {
 				clock.polled(ev.Window.Start)
 				firstOnce.Do(func() { firstPoll <- struct{}{} })
@@ -325,7 +346,7 @@ func (r *run) simulateDay(ctx context.Context, day time.Time, out io.Writer) (*s
 				sd.mu.Unlock()
 				progress.audit(ev)
 			}
-		}),
+		})),
 	})
 	if err != nil {
 		return sd, err
@@ -380,8 +401,11 @@ func (r *run) simulateDay(ctx context.Context, day time.Time, out io.Writer) (*s
 	progress.line(close, "closed; final audit done")
 	// One file per partition for readers of the derived dataset too (the
 	// engine compacts the raw one as it audits).
-	if _, err := r.Lake.Compact(ctx, r.Bars.Output(), heal.Query{Keys: cfg.Symbols}); err != nil {
+	if _, err := lake.Compact(ctx, r.Bars.Output(), heal.Query{Keys: cfg.Symbols}); err != nil {
 		return sd, fmt.Errorf("compact bars: %w", err)
+	}
+	if _, err := meter.Flush(ctx, lake); err != nil { // the day's cost record
+		return sd, fmt.Errorf("cost record: %w", err)
 	}
 	return sd, nil
 }
@@ -670,6 +694,11 @@ func (r *run) report(ctx context.Context, out io.Writer) error {
 		}
 		fmt.Fprintf(out, "  %s\n", describe(a, r.Rule.Location))
 	}
+	if len(r.Days) > 0 {
+		if err := printCost(ctx, out, r.Lake, r.Quotes.Name, r.Days[0].Open.Add(-time.Hour), r.cfg.Prices, r.Dir); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintf(out, "\nLake: %s\n  quotes:      %s/quotes/symbol=<SYMBOL>/date=<YYYY-MM-DD>/*.parquet\n  hourly bars: %s/bars_hourly/symbol=<SYMBOL>/month=<YYYY-MM>/*.parquet\n  ledger:      %s/_heal/\n",
 		r.Dir, r.Dir, r.Dir, r.Dir)
 	fmt.Fprintf(out, "Wall time: %s\n", r.Wall.Round(10*time.Millisecond))
@@ -765,7 +794,9 @@ func runReal(ctx context.Context, cfg config, out io.Writer) error {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	client, err := finnhub.NewClient(&finnhub.Options{BaseURL: cfg.BaseURL, Token: cfg.Token, Logger: logger})
+	meter, lake := newMeter(lake, heal.SystemClock{}, quotes.Name, bars.Output().Name)
+	client, err := finnhub.NewClient(&finnhub.Options{BaseURL: cfg.BaseURL, Token: cfg.Token, Logger: logger,
+		HTTPClient: &http.Client{Transport: meter.Transport(nil)}})
 	if err != nil {
 		return err
 	}
@@ -776,7 +807,7 @@ func runReal(ctx context.Context, cfg config, out io.Writer) error {
 	eng, err := heal.New(quotes, src, lake, &heal.Options{
 		Keys: cfg.Symbols, Rule: rule, Transformers: []heal.Transformer{bars},
 		Alarmer: heal.MultiAlarmer(heal.LogAlarmer(logger), alarms), Logger: logger,
-		Lookback: cfg.Lookback, AuditEvery: cfg.AuditEvery,
+		Lookback: cfg.Lookback, AuditEvery: cfg.AuditEvery, Observer: observers(meter, collectorOf(cfg)),
 	})
 	if err != nil {
 		return err
@@ -799,9 +830,12 @@ func runReal(ctx context.Context, cfg config, out io.Writer) error {
 		runCtx, cancel = context.WithDeadline(runCtx, stopAt)
 		defer cancel()
 	}
+	metered := make(chan struct{}, 1)
+	go func() { meter.Run(runCtx, lake, time.Hour); metered <- struct{}{} }() // a cost record an hour
 	if err := eng.Run(runCtx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
+	<-metered
 	// A final pass with a fresh context, so Ctrl-C still leaves a report.
 	fctx, fcancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer fcancel()
@@ -814,7 +848,13 @@ func runReal(ctx context.Context, cfg config, out io.Writer) error {
 	}
 	r := &run{cfg: cfg, Lake: lake, Dir: dir, Quotes: quotes, Bars: bars, Rule: rule, alarms: alarms, Wall: time.Since(now)}
 	d := &simDay{Open: w.Start, Close: w.End, Engine: eng, Server: nil}
-	return r.reportReal(fctx, out, d)
+	if _, err := meter.Flush(fctx, lake); err != nil {
+		return err
+	}
+	if err := r.reportReal(fctx, out, d); err != nil {
+		return err
+	}
+	return printCost(fctx, out, lake, quotes.Name, now.Add(-time.Hour), cfg.Prices, dir)
 }
 
 func (r *run) reportReal(ctx context.Context, out io.Writer, d *simDay) error {
