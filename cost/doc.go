@@ -28,9 +28,11 @@
 //     scales them too);
 //   - CPU: the process's user+system CPU time over each interval, from
 //     getrusage(2) (zero where it is unavailable). It is apportioned to the
-//     stages by their share of the time above; this is an estimate, since
-//     Go does not account CPU per goroutine. The whole process is counted,
-//     including anything else it runs.
+//     stages by their share of the time above, on the wall clock (event
+//     durations are divided by how fast the engine's clock ran over the
+//     interval, [Record.ClockRate]); this is an estimate, since Go does not
+//     account CPU per goroutine. The whole process is counted, including
+//     anything else it runs.
 //
 // # Records
 //

@@ -39,19 +39,28 @@ type Usage struct {
 	SourceCalls  int64             `json:"source_calls,omitempty"`  // source calls, failed ones included
 	SourceErrors int64             `json:"source_errors,omitempty"` // failed source calls (no-data answers excluded)
 	SourceBytes  int64             `json:"source_bytes,omitempty"`  // response bytes, where known
-	SourceTime   time.Duration     `json:"source_ns,omitempty"`     // sum of the calls' Elapsed
+	SourceTime   time.Duration     `json:"source_ns,omitempty"`     // sum of the calls' Elapsed (engine clock)
 	Derived      int64             `json:"derived,omitempty"`       // derivations (EventDerived)
-	DeriveTime   time.Duration     `json:"derive_ns,omitempty"`     // sum of their Elapsed
+	DeriveTime   time.Duration     `json:"derive_ns,omitempty"`     // sum of their Elapsed (engine clock)
 	Requests     map[Request]int64 `json:"requests,omitempty"`      // lake requests by kind
 	BytesWritten int64             `json:"bytes_written,omitempty"` // bytes put into the lake
 	BytesRead    int64             `json:"bytes_read,omitempty"`    // bytes read from the lake
 	LakeTime     time.Duration     `json:"lake_ns,omitempty"`       // wall time inside lake requests
-	CPU          time.Duration     `json:"cpu_ns,omitempty"`        // the stage's estimated share of process CPU
+	// WallBusy is Busy on the wall clock: the event durations divided by
+	// the record's ClockRate, plus LakeTime. Set when a record is made.
+	WallBusy time.Duration `json:"wall_busy_ns,omitempty"`
+	CPU      time.Duration `json:"cpu_ns,omitempty"` // the stage's estimated share of process CPU
 }
 
 // Busy is the time the stage is known to have spent: source calls,
-// derivations and lake requests.
+// derivations and lake requests (the first two on the engine's clock).
 func (u *Usage) Busy() time.Duration { return u.SourceTime + u.DeriveTime + u.LakeTime }
+
+// wallBusy is Busy on the wall clock, the engine's clock running at rate
+// engine seconds per wall second.
+func (u *Usage) wallBusy(rate float64) float64 {
+	return float64(u.SourceTime+u.DeriveTime)/rate + float64(u.LakeTime)
+}
 
 // Add adds o's counts to u.
 func (u *Usage) Add(o *Usage) {
@@ -73,6 +82,7 @@ func (u *Usage) Add(o *Usage) {
 	u.BytesWritten += o.BytesWritten
 	u.BytesRead += o.BytesRead
 	u.LakeTime += o.LakeTime
+	u.WallBusy += o.WallBusy
 	u.CPU += o.CPU
 }
 
@@ -115,7 +125,12 @@ type Record struct {
 	End     time.Time             `json:"end"`
 	Stages  map[heal.Stage]*Usage `json:"stages"`
 	CPU     time.Duration         `json:"cpu_ns"` // process user+system CPU over the interval (wall clock)
-	Events  Events                `json:"events"`
+	// ClockRate is how fast the Meter's clock ran over the interval, in its
+	// seconds per wall-clock second: 1 for the wall clock, 1000 for a
+	// simulation at 1000x. Event durations are divided by it before CPU is
+	// shared among the stages.
+	ClockRate float64 `json:"clock_rate,omitempty"`
+	Events    Events  `json:"events"`
 	// StoredBytes and StoredObjects are what the Meter's storage prefixes
 	// held at End; -1 when not measured (no Store decorated).
 	StoredBytes   int64 `json:"stored_bytes"`
@@ -160,6 +175,7 @@ type Meter struct {
 
 	mu     sync.Mutex
 	start  time.Time
+	wall0  time.Time // wall clock at start
 	cpu0   time.Duration
 	stages map[heal.Stage]*Usage
 	events Events
@@ -185,7 +201,7 @@ func NewMeter(dataset string, opts *Options) *Meter {
 	cpu, _ := processCPU()
 	return &Meter{
 		dataset: dataset, clock: o.Clock, log: o.Logger.With("dataset", dataset), prefixes: o.StoragePrefixes,
-		start: o.Clock.Now().UTC(), cpu0: cpu, stages: map[heal.Stage]*Usage{},
+		start: o.Clock.Now().UTC(), wall0: time.Now(), cpu0: cpu, stages: map[heal.Stage]*Usage{},
 	}
 }
 
@@ -282,6 +298,7 @@ func (m *Meter) Snapshot() Record {
 		Dataset: m.dataset, Start: m.start, End: m.clock.Now().UTC(), Stages: map[heal.Stage]*Usage{},
 		CPU: cpu - m.cpu0, Events: m.events, StoredBytes: -1,
 	}
+	r.ClockRate = clockRate(r.End.Sub(r.Start), time.Since(m.wall0))
 	for s, u := range m.stages {
 		c := *u
 		c.Requests = nil
@@ -292,12 +309,27 @@ func (m *Meter) Snapshot() Record {
 	return r
 }
 
-// apportionCPU splits r.CPU over the stages by their busy time.
+// clockRate is span on the meter's clock per wall-clock second, 1 when
+// either is unknown.
+func clockRate(span, wall time.Duration) float64 {
+	if span <= 0 || wall <= 0 {
+		return 1
+	}
+	return min(max(float64(span)/float64(wall), 1e-6), 1e9)
+}
+
+// apportionCPU splits r.CPU over the stages by their busy time on the wall
+// clock.
 func apportionCPU(r *Record) {
-	var busy time.Duration
+	rate := r.ClockRate
+	if rate <= 0 {
+		rate = 1
+	}
+	var busy float64
 	for _, u := range r.Stages {
 		u.CPU = 0
-		busy += u.Busy()
+		u.WallBusy = time.Duration(u.wallBusy(rate))
+		busy += u.wallBusy(rate)
 	}
 	if r.CPU <= 0 {
 		return
@@ -314,7 +346,7 @@ func apportionCPU(r *Record) {
 	var given time.Duration
 	var last *Usage
 	for _, u := range r.Stages {
-		u.CPU = time.Duration(float64(r.CPU) * float64(u.Busy()) / float64(busy))
+		u.CPU = time.Duration(float64(r.CPU) * u.wallBusy(rate) / busy)
 		given += u.CPU
 		if u.Busy() > 0 {
 			last = u
@@ -334,9 +366,11 @@ func (m *Meter) Flush(ctx context.Context, meta heal.MetaStore) (*Record, error)
 	cpu, _ := processCPU()
 	m.mu.Lock()
 	end := m.clock.Now().UTC()
-	r := &Record{Dataset: m.dataset, Start: m.start, End: end, Stages: m.stages, CPU: cpu - m.cpu0, Events: m.events, StoredBytes: -1}
-	cpu0 := m.cpu0
-	m.stages, m.events, m.start, m.cpu0 = map[heal.Stage]*Usage{}, Events{}, end, cpu
+	wallNow := time.Now()
+	r := &Record{Dataset: m.dataset, Start: m.start, End: end, Stages: m.stages, CPU: cpu - m.cpu0, Events: m.events, StoredBytes: -1,
+		ClockRate: clockRate(end.Sub(m.start), wallNow.Sub(m.wall0))}
+	cpu0, wall0 := m.cpu0, m.wall0
+	m.stages, m.events, m.start, m.wall0, m.cpu0 = map[heal.Stage]*Usage{}, Events{}, end, wallNow, cpu
 	store := m.store
 	m.mu.Unlock()
 
@@ -364,11 +398,11 @@ func (m *Meter) Flush(ctx context.Context, meta heal.MetaStore) (*Record, error)
 		// Keep the counts: fold them back into the interval under way.
 		m.mu.Lock()
 		for s, u := range r.Stages {
-			u.CPU = 0
+			u.CPU, u.WallBusy = 0, 0
 			m.usage(s).Add(u)
 		}
 		m.events.Add(r.Events)
-		m.start, m.cpu0 = r.Start, cpu0
+		m.start, m.wall0, m.cpu0 = r.Start, wall0, cpu0
 		m.mu.Unlock()
 		return nil, err
 	}

@@ -18,9 +18,10 @@ import (
 var pageTemplate string
 
 var page = template.Must(template.New("report").Funcs(template.FuncMap{
-	"pct":     func(f float64) string { return fmt.Sprintf("%.1f%%", 100*f) },
-	"dollars": cost.Dollars,
-	"bytes":   cost.Bytes,
+	"pct":         func(f float64) string { return fmt.Sprintf("%.1f%%", 100*f) },
+	"dollars":     cost.Dollars,
+	"bytes":       cost.Bytes,
+	"legendWidth": func(n int) int { return n * 58 },
 }).Parse(pageTemplate))
 
 // WriteHTML renders the report as one self-contained HTML page.
@@ -29,7 +30,7 @@ func (r *Report) WriteHTML(w io.Writer) error {
 	if loc == nil {
 		loc = time.UTC
 	}
-	v := pageView{Title: r.Title, Lake: r.Lake, Generated: r.Generated.In(loc).Format("2006-01-02 15:04 MST"), Zone: loc.String()}
+	v := pageView{Title: r.Title, Lake: r.Lake, Generated: r.Generated.In(loc).Format("2006-01-02 15:04 MST"), Zone: loc.String(), Legend: legend()}
 	if v.Title == "" {
 		v.Title = "heal health report"
 	}
@@ -42,6 +43,26 @@ func (r *Report) WriteHTML(w io.Writer) error {
 type pageView struct {
 	Title, Lake, Generated, Zone string
 	Datasets                     []dsView
+	Legend                       []legendStop
+}
+
+// legendStop is one swatch of the heatmaps' colour legend.
+type legendStop struct {
+	X, TX int
+	Fill  string
+	Text  string
+}
+
+func legend() []legendStop {
+	var out []legendStop
+	for i, s := range []float64{0.5, 0.8, 0.9, 0.95, 0.99, 1} {
+		text := fmt.Sprintf("%g%%", 100*s)
+		if i == 0 {
+			text = "≤50%"
+		}
+		out = append(out, legendStop{X: i * 58, TX: i*58 + 18, Fill: colour(s), Text: text})
+	}
+	return out
 }
 
 type dsView struct {
@@ -184,9 +205,12 @@ func Duration(d time.Duration) string {
 	return s
 }
 
-// colour maps a share in [0, 1] onto red, yellow, green (ColorBrewer RdYlGn).
+// colour maps a share in [0, 1] onto red, yellow, green (ColorBrewer
+// RdYlGn), spending the scale where data lives: 50% and less is red, and
+// the steps between 90%, 95% and 100% stay visible.
 func colour(s float64) string {
 	s = math.Max(0, math.Min(1, s))
+	s = math.Pow(math.Max(0, s-0.5)/0.5, 3)
 	stops := [][3]float64{{215, 48, 39}, {252, 141, 89}, {254, 224, 139}, {145, 207, 96}, {26, 152, 80}}
 	x := s * float64(len(stops)-1)
 	i := min(int(x), len(stops)-2)
@@ -395,12 +419,16 @@ func buildCost(s *cost.Summary, loc *time.Location) *costView {
 			Stage: string(st.Stage), Kind: kind, Calls: u.SourceCalls, Errors: u.SourceErrors,
 			Put: u.Requests[cost.Put], Get: u.Requests[cost.Get], List: u.Requests[cost.List], Delete: u.Requests[cost.Delete],
 			SourceBytes: cost.Bytes(u.SourceBytes), Written: cost.Bytes(u.BytesWritten), Read: cost.Bytes(u.BytesRead),
-			Busy: u.Busy().Round(time.Millisecond).String(), CPU: u.CPU.Round(time.Millisecond).String(),
+			Busy: u.WallBusy.Round(time.Millisecond).String(), CPU: u.CPU.Round(time.Millisecond).String(),
 			Source: cost.Dollars(st.Source), Requests: cost.Dollars(st.Requests), Compute: cost.Dollars(st.Compute), Total: cost.Dollars(st.Total),
 		})
 	}
 	for _, p := range s.Periods {
-		v.Periods = append(v.Periods, periodRow{Period: p.Start.In(loc).Format("2006-01-02 15:04"), Pipeline: cost.Dollars(p.Pipeline), Healing: cost.Dollars(p.Healing), Repaired: p.Repaired})
+		label := p.Start.In(loc).Format("2006-01-02 15:04")
+		if p.End.Sub(p.Start)%(24*time.Hour) == 0 { // periods are cut at UTC midnight
+			label = p.Start.UTC().Format("2006-01-02") + " (UTC day)"
+		}
+		v.Periods = append(v.Periods, periodRow{Period: label, Pipeline: cost.Dollars(p.Pipeline), Healing: cost.Dollars(p.Healing), Repaired: p.Repaired})
 	}
 	pr := s.Prices
 	v.PricesNote = strings.Join([]string{

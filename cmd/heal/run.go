@@ -519,7 +519,7 @@ func reportCmd(ctx context.Context, cfg *config, lake *sink.Lake, ts []*target, 
 	if err := f.Close(); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "wrote %s: %d dataset(s), %s\n", cfg.out, len(ds), shortWindow(w, cfg.tz))
+	fmt.Fprintf(stdout, "wrote %s: %d dataset(s), %s\n", cfg.out, len(ds), shortWindow(w.Align(cfg.per), cfg.tz))
 	return nil
 }
 
