@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
@@ -49,6 +51,9 @@ func (l *Lake) Write(ctx context.Context, ds *heal.Dataset, rec arrow.Record) er
 		return err
 	}
 	groups := splitRows(ds, rec)
+	if err := nameable(ds, groups); err != nil {
+		return fmt.Errorf("heal/sink: write %s: %w", ds.Name, err)
+	}
 	seq := nextSeq()
 	entries := make([]idxEntry, len(groups))
 	// Encoding is bounded by the concurrency; storing, which mostly waits
@@ -85,6 +90,38 @@ func (l *Lake) Write(ctx context.Context, ds *heal.Dataset, rec arrow.Record) er
 // putsPerEncoder is how many files a Write or Compact stores at once per
 // file it encodes at once.
 const putsPerEncoder = 4
+
+// maxElement is the longest path element the layout writes: what common
+// filesystems allow (ext4, XFS, APFS, NTFS: 255 bytes), so that a lake
+// written to S3 can be copied to a disk and read there.
+const maxElement = 255
+
+// The instants the lake can hold: its presence index and its reads count
+// time in int64 nanoseconds (time.UnixNano), from 1677-09-21 to 2262-04-11.
+var (
+	minTime = time.Unix(0, math.MinInt64).UTC()
+	maxTime = time.Unix(0, math.MaxInt64).UTC()
+)
+
+// nameable reports, as an *heal.InputError naming the first row concerned,
+// a partition the lake cannot store so that it reads back: a key longer
+// than a path element once escaped (heal.ValidKey allows 256 bytes, which
+// escaping can triple), or a period reaching outside the instants the lake
+// can count. Such rows used to be written and then never seen again.
+func nameable(ds *heal.Dataset, groups []rowGroup) error {
+	for _, g := range groups {
+		if n := len(ds.Key) + 1 + len(EscapeKey(g.p.Key)); n > maxElement {
+			return &heal.InputError{Dataset: ds.Name, Field: ds.Key, Row: g.rows[0],
+				Err: fmt.Errorf("key of %d bytes makes a directory name of %d bytes once escaped; at most %d fit", len(g.p.Key), n, maxElement)}
+		}
+		if w := g.p.Window(); w.Start.Before(minTime) || w.End.After(maxTime) {
+			return &heal.InputError{Dataset: ds.Name, Field: ds.Time, Row: g.rows[0],
+				Err: fmt.Errorf("time in the %s partition %s, outside %s..%s, the instants the lake can hold",
+					g.p.Period.Name(), g.p.Period.Format(g.p.Start), minTime.Format(time.DateOnly), maxTime.Format(time.DateOnly))}
+		}
+	}
+	return nil
+}
 
 type rowGroup struct {
 	p    heal.Partition
