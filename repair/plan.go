@@ -44,6 +44,9 @@ func Plan(gaps map[string][]heal.Window, grain time.Duration, lim heal.Limits) [
 	for _, k := range keys {
 		rs := make([]span.Range, 0, len(gaps[k]))
 		for _, w := range gaps[k] {
+			if w.Empty() {
+				continue // holds no instant; Align would widen it to a whole grain
+			}
 			w = w.Align(grain)
 			rs = append(rs, span.Range{Lo: w.Start.UnixNano() / int64(grain), Hi: w.End.UnixNano() / int64(grain)})
 		}
