@@ -135,7 +135,7 @@ func (st *crashState) killOne(t *testing.T, i int, rng *rand.Rand) {
 		nth = 1 + rng.IntN(3)
 		deadline = time.After(20 * time.Second) // a fallback; never reached in practice
 	}
-	delay := time.Duration(10+rng.IntN(400)) * time.Millisecond
+	delay := time.Duration(10+rng.IntN(250)) * time.Millisecond
 	// A put takes about half a millisecond (temp file, write, fsync, link,
 	// directory fsync), a delete a tenth of that: pause for a random part of
 	// it, so that the kill lands at any step.
