@@ -132,6 +132,11 @@ func parseDataName(ds *heal.Dataset, name string) (p heal.Partition, file string
 	if !strings.HasSuffix(parts[2], fileExt) {
 		return p, "", false, ""
 	}
+	if err := validName(name); err != nil {
+		// A foreign object no Store can open (NUL or backslash, possible
+		// on S3): taken for data, it made its partition unreadable.
+		return p, "", false, err.Error()
+	}
 	esc, found := strings.CutPrefix(parts[0], ds.Key+"=")
 	if !found {
 		return p, "", false, "unexpected key directory " + parts[0]
