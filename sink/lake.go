@@ -336,7 +336,9 @@ func (l *Lake) listPrefix(ctx context.Context, ds *heal.Dataset, prefix string, 
 		if !dirOK || cur == nil {
 			return nil
 		}
-		if file == "" || file[0] == '_' || file[0] == '.' || !strings.HasSuffix(file, fileExt) {
+		// The checks parseDataName makes of a file's name (the directory
+		// passed them above).
+		if file == "" || file[0] == '_' || file[0] == '.' || !strings.HasSuffix(file, fileExt) || strings.ContainsAny(file, "\x00\\") {
 			return nil
 		}
 		cur.files = append(cur.files, fileRef{name: oi.Name, seq: seqOf(file), size: oi.Size})
