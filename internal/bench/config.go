@@ -27,12 +27,13 @@ type Config struct {
 	Seed        int64    // everything generated is a function of it
 	Concurrency int      // the lake's and the engine's, and the bare writer's and the floor's; <=0: GOMAXPROCS*2
 	RepairHours int      // k: symbol-hours punched for the resynthesis step
+	Runs        int      // how many times each repeatable step runs (the median is reported); <=0: 1
 	Steps       []string // the steps to run, in order; nil: all
 }
 
 // DefaultConfig is the small size of BENCHMARKS.md.
 func DefaultConfig() Config {
-	return Config{Symbols: 11, Days: 20, GapRate: 1.0 / 11, DupRate: 0.001, Seed: 1, RepairHours: 10}
+	return Config{Symbols: 11, Days: 20, GapRate: 1.0 / 11, DupRate: 0.001, Seed: 1, RepairHours: 10, Runs: 3}
 }
 
 // Flags registers cfg's fields on fs.
@@ -45,6 +46,7 @@ func (c *Config) Flags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.Seed, "seed", c.Seed, "seed of everything generated")
 	fs.IntVar(&c.Concurrency, "conc", c.Concurrency, "concurrency of the lake, the engine, the bare writer and the floor (0: 2*GOMAXPROCS)")
 	fs.IntVar(&c.RepairHours, "k", c.RepairHours, "symbol-hours punched for the resynthesis step")
+	fs.IntVar(&c.Runs, "runs", c.Runs, "runs of each step that can be repeated (ingest, bare, floor, audits, verify); the median is reported")
 	fs.Func("steps", "comma-separated steps to run (default: all): "+strings.Join(StepNames(), ","), func(s string) error {
 		c.Steps = strings.Split(s, ",")
 		for _, name := range c.Steps {
@@ -63,6 +65,7 @@ func (c *Config) args() []string {
 		"-symbols", fmt.Sprint(c.Symbols), "-days", fmt.Sprint(c.Days),
 		"-gap", fmt.Sprint(c.GapRate), "-dup", fmt.Sprint(c.DupRate),
 		"-seed", fmt.Sprint(c.Seed), "-conc", fmt.Sprint(c.Concurrency), "-k", fmt.Sprint(c.RepairHours),
+		"-runs", fmt.Sprint(c.Runs),
 	}
 }
 

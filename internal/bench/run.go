@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -86,13 +87,52 @@ func RunStep(ctx context.Context, cfg Config, name string, w io.Writer) error {
 		}
 		wd := newWorld(cfg)
 		e := &env{cfg: cfg, w: wd, truth: wd.truth(), mem: memory.DefaultAllocator}
-		r := Result{Step: name}
-		if err := s.run(ctx, e, &r); err != nil {
-			return fmt.Errorf("bench: %s: %w", name, err)
+		runs := 1
+		if s.repeat {
+			runs = max(cfg.Runs, 1)
 		}
-		return json.NewEncoder(w).Encode(r)
+		var out Result
+		for i := 0; i < runs; i++ {
+			r := Result{Step: name}
+			if err := s.run(ctx, e, &r); err != nil {
+				return fmt.Errorf("bench: %s: %w", name, err)
+			}
+			out = merge(out, r)
+		}
+		if runs > 1 {
+			out.Seconds, out.Inv = median(out.Runs), median(out.invRuns)
+		} else {
+			out.Runs = nil
+		}
+		return json.NewEncoder(w).Encode(out)
 	}
 	return fmt.Errorf("bench: unknown step %q", name)
+}
+
+// merge folds run i of a repeated step into the result: the last run's
+// counts, the first failure, the highest peaks, every run's time.
+func merge(acc, r Result) Result {
+	runs, inv := append(acc.Runs, r.Seconds), append(acc.invRuns, r.Inv)
+	failed := acc.Failed
+	if failed == "" {
+		failed = r.Failed
+	}
+	rss, heap := max(acc.PeakRSS, r.PeakRSS), max(acc.PeakHeap, r.PeakHeap)
+	acc = r
+	acc.Failed, acc.PeakRSS, acc.PeakHeap, acc.Runs, acc.invRuns = failed, rss, heap, runs, inv
+	return acc
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func machine() Machine {
@@ -167,7 +207,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 	c := r.Config
 	fmt.Fprintf(w, "heal benchmark: %d symbols x %d trading days = %s slots; %s rows stored (%s missing slots, %s duplicated rows; %s symbol-hours with holes)\n",
 		c.Symbols, c.Days, thousands(r.Truth.Expected), thousands(r.Truth.Rows), thousands(r.Truth.Missing), thousands(r.Truth.Duplicates), thousands(r.Truth.HoleHours))
-	fmt.Fprintf(w, "seed %d, gap rate %.4g, dup rate %.4g, concurrency %d; %s, GOMAXPROCS %d, %s\n\n", c.Seed, c.GapRate, c.DupRate, c.Concurrency, r.Machine.CPU, r.Machine.GOMAXPROCS, r.Machine.Go)
+	fmt.Fprintf(w, "seed %d, gap rate %.4g, dup rate %.4g, concurrency %d; %s, GOMAXPROCS %d, %s\n", c.Seed, c.GapRate, c.DupRate, c.Concurrency, r.Machine.CPU, r.Machine.GOMAXPROCS, r.Machine.Go)
+	fmt.Fprintf(w, "times: the median of %d runs for the steps that can be repeated (each run's times below), one run for the others\n\n", max(c.Runs, 1))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "step\ttime\trows/s\tfiles\tparts\tmissing\tdups\tcalls\twindows\tpeak RSS\tpeak heap\t")
 	for _, x := range r.Results {
@@ -185,6 +226,13 @@ func (r *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintln(w)
 	for _, x := range r.Results {
 		var notes []string
+		if len(x.Runs) > 1 {
+			var rs []string
+			for _, v := range x.Runs {
+				rs = append(rs, secs(v))
+			}
+			notes = append(notes, "runs "+strings.Join(rs, " "))
+		}
 		if x.Inv > 0 {
 			notes = append(notes, fmt.Sprintf("Lake.Inventory alone %s", secs(x.Inv)))
 		}

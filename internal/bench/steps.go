@@ -42,27 +42,31 @@ type Result struct {
 	PeakHeap int64   `json:"peak_heap_bytes"`
 	Note     string  `json:"note,omitempty"`
 	Failed   string  `json:"failed,omitempty"` // an assertion that did not hold
+
+	Runs    []float64 `json:"runs,omitempty"` // a repeated step: the seconds of each run; Seconds is their median
+	invRuns []float64
 }
 
 // steps are the benchmark's steps, in the order they run: each leaves the
 // lake as the next expects.
 var steps = []struct {
-	name string
-	desc string
-	run  func(context.Context, *env, *Result) error
+	name   string
+	desc   string
+	run    func(context.Context, *env, *Result) error
+	repeat bool // the step leaves the lake as it found it, or rebuilds what it writes: it runs Config.Runs times
 }{
-	{"ingest", "land the lake through the Lake, one Write per trading day (all symbols) and one of redelivered copies", stepIngest},
-	{"bare", "the same rows, the same files, written with pqarrow alone", stepBare(false)},
-	{"bare-sync", "the same, each file and new directory synced to disk as the Lake's DirStore does", stepBare(true)},
-	{"floor", "read and decode the time column of every file with pqarrow", stepFloor},
-	{"audit-scan", "Engine.Audit, the lake reading every file's key and time columns (InventoryScan)", stepAudit(sink.InventoryScan)},
-	{"audit-index", "Engine.Audit from the lake index, checked against a listing (InventoryListed, the default)", stepAudit(sink.InventoryListed)},
-	{"verify", "Lake.Verify: every file's data against the index (deep mode)", stepVerify},
-	{"audit-trusted", "Engine.Audit from the lake index alone (InventoryTrusted)", stepAudit(sink.InventoryTrusted)},
-	{"repair", "Engine.Heal: audit, plan, refetch every gap from an in-process source, write", stepRepair},
-	{"compact", "Lake.Compact of the whole dataset after the repair", stepCompact},
-	{"resynth-full", "derive every hourly bar from scratch (Engine.Heal deriving the missing output)", stepResynthFull},
-	{"resynth", "Engine.Heal after punching holes into k symbol-hours: repair, then resynthesis", stepResynth},
+	{"ingest", "land the lake through the Lake, one Write per trading day (all symbols) and one of redelivered copies", stepIngest, true},
+	{"bare", "the same rows, the same files, written with pqarrow alone", stepBare(false), true},
+	{"bare-sync", "the same, each file and new directory synced to disk as the Lake's DirStore does", stepBare(true), true},
+	{"floor", "read and decode the time column of every file with pqarrow", stepFloor, true},
+	{"audit-scan", "Engine.Audit, the lake reading every file's key and time columns (InventoryScan)", stepAudit(sink.InventoryScan), true},
+	{"audit-index", "Engine.Audit from the lake index, checked against a listing (InventoryListed, the default)", stepAudit(sink.InventoryListed), true},
+	{"verify", "Lake.Verify: every file's data against the index (deep mode)", stepVerify, true},
+	{"audit-trusted", "Engine.Audit from the lake index alone (InventoryTrusted)", stepAudit(sink.InventoryTrusted), true},
+	{"repair", "Engine.Heal: audit, plan, refetch every gap from an in-process source, write", stepRepair, false},
+	{"compact", "Lake.Compact of the whole dataset after the repair", stepCompact, false},
+	{"resynth-full", "derive every hourly bar from scratch (Engine.Heal deriving the missing output)", stepResynthFull, false},
+	{"resynth", "Engine.Heal after punching holes into k symbol-hours: repair, then resynthesis", stepResynth, false},
 }
 
 // env is what a step works on.
