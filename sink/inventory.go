@@ -41,6 +41,7 @@ const (
 	InventoryScan
 )
 
+// String returns the mode's name: listed, trusted, footers or scan.
 func (m InventoryMode) String() string {
 	switch m {
 	case InventoryListed:
@@ -91,9 +92,10 @@ func (l *Lake) Inventory(ctx context.Context, ds *heal.Dataset, q heal.Query, fn
 //
 // Changes are read from the lake index: files written by other tools, or
 // deleted behind heal's back, do not count as changes (a plain Inventory
-// sees them). A mark older than a day, or an index that could not be read
-// whole, gives a full inventory. Marks come from the writers' clocks:
-// changes committed within a minute before the mark are reported again.
+// sees them). A mark older than twelve hours, or an index that could not
+// be read whole, gives a full inventory. Marks come from the writers'
+// clocks: changes committed within a minute before the mark are reported
+// again.
 func (l *Lake) InventorySince(ctx context.Context, ds *heal.Dataset, q heal.Query, mark string, fn func(heal.PartitionInfo) error) (string, error) {
 	if err := ds.Validate(); err != nil {
 		return mark, err

@@ -23,7 +23,7 @@ import (
 // redelivery does). Everything is a pure function of the seed, so each step
 // of the benchmark, in its own process, knows the truth without reading it.
 
-// Bars is the schema of the generated dataset.
+// barsDataset is the generated dataset: minute bars partitioned by day.
 func barsDataset() *heal.Dataset {
 	return &heal.Dataset{
 		Name: "bars",
@@ -270,6 +270,7 @@ func newHourly(in *heal.Dataset, mem memory.Allocator) *hourly {
 	return &hourly{in: in, out: &out, mem: mem}
 }
 
+// Output is bars_1h: the minute bars' schema at an hourly grain.
 func (h *hourly) Output() *heal.Dataset { return h.out }
 
 // Affected returns the hours overlapping w.

@@ -426,6 +426,7 @@ type deriveClock struct {
 	n           int
 }
 
+// Observe notes when each derivation started and ended.
 func (c *deriveClock) Observe(ev heal.Event) {
 	if ev.Kind != heal.EventDerived {
 		return
