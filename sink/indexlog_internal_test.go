@@ -3,6 +3,7 @@ package sink
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -264,5 +265,65 @@ func TestInventorySinceChanges(t *testing.T) {
 				t.Fatalf("a mark older than the index keeps changes must give everything: %v", parts)
 			}
 		})
+	}
+}
+
+// TestSplitRows checks the grouping of Write against a model: the last row
+// of each (key, time) wins, partitions in key then time order, rows sorted
+// by time, for inputs in order, out of order and with repeats.
+func TestSplitRows(t *testing.T) {
+	ds := healtest.QuotesDataset()
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	day := time.Date(2024, 1, 2, 0, 0, 0, 0, time.UTC)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for n := 0; n < 200; n++ {
+		var rows []healtest.Row
+		sorted := n%3 == 0
+		for i := 0; i < 1+rng.IntN(60); i++ {
+			k := string(rune('A' + rng.IntN(3)))
+			m := rng.IntN(3000)
+			if sorted {
+				k, m = string(rune('A'+i/20)), i*97
+			}
+			rows = append(rows, healtest.Row{Key: k, Time: day.Add(time.Duration(m) * time.Minute), Price: float64(i)})
+		}
+		rec := healtest.Records(mem, ds, rows...)
+		groups := splitRows(ds, rec)
+		// The model: per partition, the last row index of each time.
+		type pk struct {
+			k string
+			s int64
+		}
+		want := map[pk]map[int64]int{}
+		for i, r := range rows {
+			p := ds.PartitionOf(r.Key, r.Time)
+			if want[pk{p.Key, p.Start.Unix()}] == nil {
+				want[pk{p.Key, p.Start.Unix()}] = map[int64]int{}
+			}
+			want[pk{p.Key, p.Start.Unix()}][r.Time.Unix()] = i
+		}
+		if len(groups) != len(want) {
+			t.Fatalf("%d groups, want %d", len(groups), len(want))
+		}
+		for gi, g := range groups {
+			if gi > 0 {
+				prev := groups[gi-1].p
+				if prev.Key > g.p.Key || prev.Key == g.p.Key && !prev.Start.Before(g.p.Start) {
+					t.Fatalf("groups out of order: %s then %s", prev, g.p)
+				}
+			}
+			m := want[pk{g.p.Key, g.p.Start.Unix()}]
+			if len(g.rows) != len(m) {
+				t.Fatalf("%s: %d rows, want %d", g.p, len(g.rows), len(m))
+			}
+			for j, r := range g.rows {
+				tm := rows[r].Time.Unix()
+				if m[tm] != r || j > 0 && rows[g.rows[j-1]].Time.Unix() >= tm {
+					t.Fatalf("%s: row %d (%v) is not the last of its time, or out of order", g.p, r, rows[r])
+				}
+			}
+		}
+		rec.Release()
 	}
 }

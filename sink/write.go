@@ -130,6 +130,10 @@ type rowGroup struct {
 
 // splitRows groups the rows of a checked record by partition, keeping the
 // last row of each (key, time), sorted by time; partitions by key, then time.
+// Rows that arrive grouped by partition and in time order (a backfill, a
+// derivation, one tick of many keys) cost a comparison each; only a
+// partition whose rows are out of order or repeat a time is deduplicated
+// and sorted.
 func splitRows(ds *heal.Dataset, rec arrow.Record) []rowGroup {
 	keys := rec.Column(ds.KeyIndex()).(*array.String)
 	ts := rec.Column(ds.TimeIndex()).(*array.Timestamp)
@@ -139,22 +143,41 @@ func splitRows(ds *heal.Dataset, rec arrow.Record) []rowGroup {
 		start int64
 	}
 	type acc struct {
-		p    heal.Partition
-		last map[arrow.Timestamp]int
+		p      heal.Partition
+		rows   []int
+		sorted bool // strictly increasing times so far
 	}
 	byPart := make(map[pkey]*acc)
-	var order []*acc
+	var (
+		order        []*acc
+		cur          *acc
+		curKey       string
+		curLo, curHi arrow.Timestamp // cur's period, in the time column's unit
+	)
 	for i := 0; i < int(rec.NumRows()); i++ {
 		k, v := keys.Value(i), ts.Value(i)
-		p := ds.PartitionOf(k, v.ToTime(unit))
-		pk := pkey{k, p.Start.UnixNano()}
-		a := byPart[pk]
-		if a == nil {
-			a = &acc{p: p, last: make(map[arrow.Timestamp]int)}
-			byPart[pk] = a
-			order = append(order, a)
+		if cur == nil || k != curKey || v < curLo || v >= curHi {
+			p := ds.PartitionOf(k, v.ToTime(unit))
+			pk := pkey{k, p.Start.UnixNano()}
+			cur = byPart[pk]
+			if cur == nil {
+				cur = &acc{p: p, sorted: true}
+				byPart[pk] = cur
+				order = append(order, cur)
+			}
+			curKey = k
+			w := p.Window()
+			lo, err1 := arrow.TimestampFromTime(w.Start, unit)
+			hi, err2 := arrow.TimestampFromTime(w.End, unit)
+			if err1 != nil || err2 != nil {
+				lo, hi = v, v // out of the unit's range: look the partition up for every row
+			}
+			curLo, curHi = lo, hi
 		}
-		a.last[v] = i // last row of a (key, time) wins
+		if n := len(cur.rows); n > 0 && ts.Value(cur.rows[n-1]) >= v {
+			cur.sorted = false
+		}
+		cur.rows = append(cur.rows, i)
 	}
 	slices.SortFunc(order, func(a, b *acc) int {
 		if c := strings.Compare(a.p.Key, b.p.Key); c != 0 {
@@ -164,21 +187,35 @@ func splitRows(ds *heal.Dataset, rec arrow.Record) []rowGroup {
 	})
 	out := make([]rowGroup, len(order))
 	for i, a := range order {
-		rows := make([]int, 0, len(a.last))
-		for _, r := range a.last {
-			rows = append(rows, r)
+		if !a.sorted {
+			a.rows = lastPerTime(ts, a.rows)
 		}
-		slices.SortFunc(rows, func(x, y int) int {
-			vx, vy := ts.Value(x), ts.Value(y)
-			switch {
-			case vx < vy:
-				return -1
-			case vx > vy:
-				return 1
-			}
-			return 0
-		})
-		out[i] = rowGroup{p: a.p, rows: rows}
+		out[i] = rowGroup{p: a.p, rows: a.rows}
+	}
+	return out
+}
+
+// lastPerTime keeps, of rows (ascending indices into ts), the last of each
+// time, sorted by time.
+func lastPerTime(ts *array.Timestamp, rows []int) []int {
+	// A stable sort by time keeps equal times in row order; the last of each
+	// run of equal times is the one that wins.
+	slices.SortStableFunc(rows, func(x, y int) int {
+		vx, vy := ts.Value(x), ts.Value(y)
+		switch {
+		case vx < vy:
+			return -1
+		case vx > vy:
+			return 1
+		}
+		return 0
+	})
+	out := rows[:0]
+	for j, r := range rows {
+		if j+1 < len(rows) && ts.Value(rows[j+1]) == ts.Value(r) {
+			continue
+		}
+		out = append(out, r)
 	}
 	return out
 }
