@@ -107,6 +107,7 @@ func stepIngest(ctx context.Context, e *env, r *Result) error {
 	if err := os.RemoveAll(e.lakeDir()); err != nil {
 		return err
 	}
+	settle()
 	lake, err := e.openLake(sink.InventoryListed)
 	if err != nil {
 		return err
@@ -146,6 +147,7 @@ func bare(ctx context.Context, e *env, r *Result, sync bool) error {
 	if err := os.RemoveAll(e.bareDir()); err != nil {
 		return err
 	}
+	settle()
 	ds := e.w.ds
 	props := parquet.NewWriterProperties(parquet.WithCompression(compress.Codecs.Snappy), parquet.WithAllocator(e.mem))
 	aprops := pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema(), pqarrow.WithAllocator(e.mem))
