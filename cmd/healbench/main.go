@@ -7,6 +7,7 @@
 //	go run ./cmd/healbench                          # 11 symbols x 20 trading days
 //	go run ./cmd/healbench -symbols 500 -days 60    # ~11.7 million slots
 //	go run ./cmd/healbench -json bench.json         # also write the report as JSON
+//	go run ./cmd/healbench -render bench.json       # print a saved report again
 //
 // It exits 0 when every target is met, 1 on an error, 2 when a target is
 // missed or a check failed.
@@ -36,11 +37,29 @@ func run() int {
 	keep := fs.Bool("keep", false, "keep the generated lakes (when -dir is not given)")
 	step := fs.String("step", "", "run one step in this process and print its result as JSON (used by the command itself)")
 	cpuprofile := fs.String("cpuprofile", "", "with -step: write a CPU profile of the step to this file")
+	render := fs.String("render", "", "print the table of a report saved with -json, and exit")
 	fs.Parse(os.Args[1:])
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 
+	if *render != "" {
+		f, err := os.Open(*render)
+		if err != nil {
+			log.Printf("healbench: %v", err)
+			return 1
+		}
+		defer f.Close()
+		rep, err := bench.Load(f)
+		if err == nil {
+			err = rep.WriteTable(os.Stdout)
+		}
+		if err != nil {
+			log.Printf("healbench: %v", err)
+			return 1
+		}
+		return 0
+	}
 	if *step != "" {
 		if *cpuprofile != "" {
 			f, err := os.Create(*cpuprofile)

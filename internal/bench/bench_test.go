@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 )
@@ -60,5 +61,25 @@ func TestWorldTruth(t *testing.T) {
 	}
 	if got := float64(tr.Missing) / float64(tr.Expected); got < 0.05 || got > 0.15 {
 		t.Fatalf("gap rate %.3f, want about 1/11", got)
+	}
+}
+
+// TestSavedReports renders the reports BENCHMARKS.md quotes, so that the
+// JSON they were saved in stays readable.
+func TestSavedReports(t *testing.T) {
+	for _, name := range []string{"results/small.json", "results/large.json"} {
+		f, err := os.Open(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, err := Load(f)
+		f.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var b strings.Builder
+		if err := rep.WriteTable(&b); err != nil || len(rep.Results) != len(StepNames()) || len(rep.Targets) != 7 {
+			t.Fatalf("%s: %d results, %d targets, %v", name, len(rep.Results), len(rep.Targets), err)
+		}
 	}
 }

@@ -78,6 +78,17 @@ func Run(ctx context.Context, cfg Config, exe string, stderr io.Writer) (*Report
 	return rep, nil
 }
 
+// Load reads a report written as JSON and evaluates its targets again (with
+// this version's rules), to print a saved run.
+func Load(r io.Reader) (*Report, error) {
+	var rep Report
+	if err := json.NewDecoder(r).Decode(&rep); err != nil {
+		return nil, fmt.Errorf("bench: reading a report: %w", err)
+	}
+	rep.Targets = targets(&rep)
+	return &rep, nil
+}
+
 // RunStep runs one step in this process and writes its result as JSON to w.
 func RunStep(ctx context.Context, cfg Config, name string, w io.Writer) error {
 	cfg = cfg.withDefaults()
@@ -188,7 +199,7 @@ func targets(r *Report) []Target {
 		out = append(out, Target{Name: "windows recomputed after repairing k symbol-hours", Want: fmt.Sprintf("== k = %d", r.Config.RepairHours),
 			Got: float64(rs.Windows), Unit: "", Met: float64(rs.Windows) == k && rs.Failed == ""})
 		if full := r.result("resynth-full"); full != nil && full.Windows > 0 {
-			out[len(out)-1].Detail = fmt.Sprintf("%.4f of the full recompute's windows in %.4f of its time", float64(rs.Windows)/float64(full.Windows), rs.Seconds/full.Seconds)
+			out[len(out)-1].Detail = fmt.Sprintf("%s of the full recompute's %s windows, in %.2g of its time", thousands(rs.Windows), thousands(full.Windows), rs.Seconds/full.Seconds)
 		}
 	}
 	if scan != nil {
