@@ -119,7 +119,7 @@ func New(ds *Dataset, src Source, lake Lake, opts *Options) (*Engine, error) {
 	if o.ReprobeAfter == 0 {
 		o.ReprobeAfter = 6 * time.Hour
 	}
-	o.Retry = o.Retry.withDefaults()
+	o.Retry = o.Retry.WithDefaults()
 	var lim Limits
 	if src != nil {
 		lim = src.Limits()

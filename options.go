@@ -73,7 +73,10 @@ type RetryPolicy struct {
 	MaxAttempts int
 }
 
-func (p RetryPolicy) withDefaults() RetryPolicy {
+// WithDefaults returns p with every zero field set to the default written
+// beside it. Components with their own retry loops (the Kinesis sink) use
+// it so the policy's rules live in one place.
+func (p RetryPolicy) WithDefaults() RetryPolicy {
 	if p.InitialInterval <= 0 {
 		p.InitialInterval = 500 * time.Millisecond
 	}

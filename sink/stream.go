@@ -300,16 +300,5 @@ func retryDefaults(p heal.RetryPolicy) heal.RetryPolicy {
 	if p.MaxInterval <= 0 {
 		p.MaxInterval = 5 * time.Second
 	}
-	if p.Multiplier <= 1 {
-		p.Multiplier = 2
-	}
-	if p.Jitter == 0 {
-		p.Jitter = 0.5
-	} else if p.Jitter < 0 {
-		p.Jitter = 0
-	}
-	if p.MaxAttempts <= 0 {
-		p.MaxAttempts = 5
-	}
-	return p
+	return p.WithDefaults()
 }
