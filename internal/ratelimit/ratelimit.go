@@ -45,8 +45,14 @@ func New(now func() time.Time, after func(time.Duration) <-chan time.Time, limit
 // Wait blocks until one more call is allowed under every limit, then
 // records it. It returns ctx.Err() if ctx ends first, recording nothing.
 func (l *Limiter) Wait(ctx context.Context) error {
+	_, err := l.Take(ctx)
+	return err
+}
+
+// Take is Wait that also returns the time it recorded the call at.
+func (l *Limiter) Take(ctx context.Context) (time.Time, error) {
 	if l == nil || len(l.limits) == 0 {
-		return ctx.Err()
+		return time.Time{}, ctx.Err()
 	}
 	for {
 		l.mu.Lock()
@@ -72,12 +78,12 @@ func (l *Limiter) Wait(ctx context.Context) error {
 				}
 			}
 			l.mu.Unlock()
-			return nil
+			return now, nil
 		}
 		l.mu.Unlock()
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return time.Time{}, ctx.Err()
 		case <-l.after(wait):
 		}
 	}
