@@ -8,6 +8,7 @@
 //	heal audit   -lake s3://bucket/lake -since 24h   the gaps now (read-only)
 //	heal report  -lake /var/lib/heal -o report.html  the HTML health report
 //	heal compact -lake /var/lib/heal                 one file per partition
+//	heal serve   -lake /var/lib/heal -addr :8080     the latest rows and health over HTTP
 //
 // Run `heal help` for the flags. Exit codes, for cron and CI:
 //

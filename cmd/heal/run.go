@@ -44,6 +44,8 @@ Commands:
   report    write the health report, one self-contained HTML page (-o)
   compact   rewrite each partition stored in several files, or holding
             duplicates, into one file
+  serve     serve the latest row of every key, its freshness and the
+            completeness over HTTP (GET /v1/health, /v1/datasets/{name}/latest)
   help      this text; "heal help COMMAND" lists the command's flags
 
 LAKE is a directory or s3://bucket/prefix (default: $HEAL_LAKE).
@@ -81,6 +83,7 @@ type config struct {
 	jsonOut     bool
 	verbose     bool
 	maxGaps     int
+	serve       serveConfig
 }
 
 // run is the command: it parses args, does the work, writes to stdout and
@@ -127,16 +130,16 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	cmd := args[0]
 	switch cmd {
 	case "help", "-h", "-help", "--help":
-		if len(args) > 1 && slices.Contains([]string{"status", "audit", "report", "compact"}, args[1]) {
+		if len(args) > 1 && slices.Contains([]string{"status", "audit", "report", "compact", "serve"}, args[1]) {
 			fs, _ := newFlagSet(args[1], stderr)
 			fs.Usage()
 			return nil, flag.ErrHelp
 		}
 		fmt.Fprint(stderr, usageText)
 		return nil, flag.ErrHelp
-	case "status", "audit", "report", "compact":
+	case "status", "audit", "report", "compact", "serve":
 	default:
-		return nil, usagef("unknown command %q: want status, audit, report or compact", cmd)
+		return nil, usagef("unknown command %q: want status, audit, report, compact or serve", cmd)
 	}
 	fs, cfg := newFlagSet(cmd, stderr)
 	if err := fs.Parse(args[1:]); err != nil {
@@ -237,12 +240,17 @@ func newFlagSet(cmd string, stderr io.Writer) (*flag.FlagSet, *config) {
 	fs.StringVar(&cfg.lake, "lake", "", "the lake: a directory or s3://bucket/prefix (default $HEAL_LAKE)")
 	fs.Var(listFlag{&cfg.datasets}, "dataset", "datasets to look at, comma-separated or repeated (default: every dataset recorded in the lake)")
 	fs.BoolVar(&cfg.verbose, "v", false, "log what heal reads to stderr")
+	if cmd == "serve" {
+		serveFlags(fs, cfg)
+	}
 	if cmd != "compact" {
 		fs.StringVar(&cfg.rule, "rule", "", "completeness rule, overriding the one recorded with each dataset: "+strings.Join(audit.RuleNames(), ", "))
 	}
-	fs.Var(timeFlag{&cfg.from}, "from", "start of the window, 2006-01-02[T15:04] UTC or RFC 3339 (default: see -since)")
-	fs.Var(timeFlag{&cfg.to}, "to", "end of the window (default: the end of the audits recorded, or of the data)")
-	fs.DurationVar(&cfg.since, "since", 0, "window length ending at -to (default: what the recorded audits cover, at most 7 days; compact: everything)")
+	if cmd != "serve" { // serve's window follows the clock
+		fs.Var(timeFlag{&cfg.from}, "from", "start of the window, 2006-01-02[T15:04] UTC or RFC 3339 (default: see -since)")
+		fs.Var(timeFlag{&cfg.to}, "to", "end of the window (default: the end of the audits recorded, or of the data)")
+		fs.DurationVar(&cfg.since, "since", 0, "window length ending at -to (default: what the recorded audits cover, at most 7 days; compact: everything)")
+	}
 	if cmd == "status" || cmd == "report" {
 		fs.DurationVar(&cfg.per, "per", time.Hour, "length of a period of the completeness tables")
 		fs.DurationVar(&cfg.costPer, "cost-per", 24*time.Hour, "length of a period of the cost table")
@@ -457,8 +465,11 @@ func execute(ctx context.Context, cfg *config, stdout io.Writer, log *slog.Logge
 	if err != nil {
 		return err
 	}
-	if cfg.cmd == "compact" {
+	switch cfg.cmd {
+	case "compact":
 		return compact(ctx, cfg, lake, ts, stdout)
+	case "serve":
+		return serveCmd(ctx, cfg, lake, ts, stdout, log)
 	}
 	w, err := window(ctx, cfg, lake, ts)
 	if err != nil {
