@@ -237,7 +237,9 @@ func (e *Engine) Run(ctx context.Context) error {
 // Acquire polls the source for the live slot holding t, for every key, and
 // lands what it gets; then it derives the windows the new rows touched. A
 // key whose poll fails is logged and left to repair. It returns the rows
-// written.
+// written. With [Options.LiveSink] set the rows go there instead, and
+// nothing is derived (Heal derives once they have landed); a failing sink
+// raises the same StageLakeWrite alarm as a failing lake.
 func (e *Engine) Acquire(ctx context.Context, t time.Time) (int, error) {
 	if e.src == nil {
 		return 0, errNoSource
@@ -288,11 +290,15 @@ func (e *Engine) Acquire(ctx context.Context, t time.Time) (int, error) {
 		return 0, err
 	}
 	rows := 0
+	var dst Sink = e.lake
+	if e.opts.LiveSink != nil {
+		dst = e.opts.LiveSink
+	}
 	for _, r := range recs {
 		if r.NumRows() == 0 {
 			continue
 		}
-		if err := e.lake.Write(ctx, e.ds, r); err != nil {
+		if err := dst.Write(ctx, e.ds, r); err != nil {
 			e.lakeWrite(ctx, w, err)
 			return rows, fmt.Errorf("heal: acquire %s: write: %w", slot.Format(time.RFC3339), err)
 		}
@@ -303,8 +309,10 @@ func (e *Engine) Acquire(ctx context.Context, t time.Time) (int, error) {
 	}
 	e.stats.add(&e.stats.RowsWritten, rows)
 	e.observe(Event{Kind: EventWrite, Window: w, Live: true, Rows: rows})
-	if rows == 0 {
-		return 0, nil
+	if rows == 0 || e.opts.LiveSink != nil {
+		// Rows sent to a stream are not in the lake yet: Heal derives
+		// their windows once they have landed and settled.
+		return rows, nil
 	}
 	// Derive the output windows this tick closes. An open window (the
 	// current hour) is derived when its last slot lands, so a bar is never

@@ -112,6 +112,17 @@ type Lake interface {
 	Inventory(ctx context.Context, ds *Dataset, q Query, fn func(PartitionInfo) error) error
 }
 
+// Sink receives records of a dataset: a [Lake] is one, and so is a stream
+// producer such as [github.com/selfheal/heal/sink.KinesisSink], which hands
+// records to a stream whose consumer lands them in the lake. Set
+// [Options.LiveSink] to send the live path there.
+type Sink interface {
+	// Write sends the rows of rec, which has ds.Schema. It does not retain
+	// rec. A nil error means the rows are durably accepted (stored, or
+	// acknowledged by the stream), not necessarily readable yet.
+	Write(ctx context.Context, ds *Dataset, rec arrow.Record) error
+}
+
 // Query selects partitions and rows of a dataset. The zero Query selects all.
 type Query struct {
 	Keys   []string // nil: every key

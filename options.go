@@ -53,6 +53,16 @@ type Options struct {
 	// CompactEvery is how many live slots pass between compactions of the
 	// partitions the live path writes (one file per tick). 0: 60.
 	CompactEvery int
+	// LiveSink, if set, receives the live path's records instead of the
+	// lake: a stream (Kinesis) whose consumer lands them in the lake, as
+	// the original pipeline's Firehose did. Repairs still write to the lake
+	// (the engine must see what it filled). The live path then derives
+	// nothing, since its rows are not in the lake yet: Heal derives the
+	// windows once they have landed. Set Settle above the stream's delivery
+	// delay (its consumer's flush interval, plus a margin), or audits will
+	// repair slots still in flight: harmless, as the lake keeps one copy
+	// per slot, but wasted source calls.
+	LiveSink Sink
 	// Observer, if set, is told of every event as it happens, for metrics.
 	Observer Observer
 }
