@@ -31,6 +31,7 @@ type CycleReport struct {
 	Compacted     int   // partitions compacted
 	Alarms        int   // alarms raised
 	Resolved      int   // resolved notices sent
+	Dispatched    int   // jobs handed to Options.Dispatcher (repairs, resynthesis) instead of run here
 	// LeaseHeldBy is set, and nothing else was done, when another engine
 	// held the lake's heal lease for this dataset.
 	LeaseHeldBy string
@@ -52,7 +53,7 @@ type repairJob struct {
 // and record all of it in the ledger. Slots younger than Options.Settle are
 // left alone. It is the one-shot entry point for cron and Lambda.
 func (e *Engine) Heal(ctx context.Context, w Window) (*CycleReport, error) {
-	if len(e.opts.Keys) == 0 {
+	if len(e.allKeys) == 0 {
 		return nil, errors.New("heal: Heal: Options.Keys is empty")
 	}
 	if e.src == nil {
@@ -109,47 +110,11 @@ func (e *Engine) Heal(ctx context.Context, w Window) (*CycleReport, error) {
 		return rep, err
 	}
 
-	var mu sync.Mutex
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(e.opts.Concurrency)
-	for _, j := range jobs {
-		g.Go(func() error {
-			r := e.repair(withStage(gctx, StageRepair), j)
-			mu.Lock()
-			rep.Calls += r.Calls
-			rep.Repaired += r.Repaired
-			rep.Empty += r.Empty
-			rep.Unrepairable += r.Unrepairable
-			mu.Unlock()
-			if r.LakeErr != nil {
-				e.lakeWrite(gctx, w, r.LakeErr)
-				return r.LakeErr
-			}
-			if err := e.ledger.flush(gctx); err != nil {
-				e.lakeWrite(gctx, w, err)
-				return err
-			}
-			return gctx.Err()
-		})
+	if e.opts.Dispatcher != nil {
+		err = e.dispatchCycle(ctx, w, a, jobs, rep)
+	} else {
+		err = e.repairHere(ctx, w, a, jobs, rep)
 	}
-	if err := g.Wait(); err != nil {
-		return rep, err
-	}
-
-	var dirty map[string]span.Set
-	e.ledger.view(func(st *ledgerState) {
-		dirty = make(map[string]span.Set, len(st.Dirty))
-		for k, s := range st.Dirty {
-			dirty[k] = append(span.Set(nil), s...)
-		}
-	})
-	n, err := e.resynth(withStage(ctx, StageResynth), dirty, true, w.End)
-	rep.Resynthesized += n
-	if err != nil {
-		return rep, err
-	}
-	n, err = e.deriveMissing(withStage(ctx, StageResynth), w, a)
-	rep.Resynthesized += n
 	if err != nil {
 		return rep, err
 	}
@@ -182,6 +147,57 @@ func (e *Engine) Heal(ctx context.Context, w Window) (*CycleReport, error) {
 		"calls", rep.Calls, "repaired", rep.Repaired, "empty", rep.Empty, "unrepairable", rep.Unrepairable,
 		"resynthesized", rep.Resynthesized, "alarms", rep.Alarms, "resolved", rep.Resolved)
 	return rep, nil
+}
+
+// repairHere runs the planned repairs in this process, then recomputes the
+// derived windows they and earlier cycles left dirty and derives those
+// missing: the embedded mode.
+func (e *Engine) repairHere(ctx context.Context, w Window, a *auditResult, jobs []repairJob, rep *CycleReport) error {
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(e.opts.Concurrency)
+	for _, j := range jobs {
+		g.Go(func() error {
+			r := e.repair(withStage(gctx, StageRepair), j)
+			mu.Lock()
+			rep.Calls += r.Calls
+			rep.Repaired += r.Repaired
+			rep.Empty += r.Empty
+			rep.Unrepairable += r.Unrepairable
+			mu.Unlock()
+			if r.LakeErr != nil {
+				e.lakeWrite(gctx, w, r.LakeErr)
+				return r.LakeErr
+			}
+			if err := e.ledger.flush(gctx); err != nil {
+				e.lakeWrite(gctx, w, err)
+				return err
+			}
+			return gctx.Err()
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+
+	var dirty map[string]span.Set
+	e.ledger.view(func(st *ledgerState) {
+		dirty = make(map[string]span.Set, len(st.Dirty))
+		for k, s := range st.Dirty {
+			dirty[k] = append(span.Set(nil), s...)
+		}
+	})
+	n, err := e.resynth(withStage(ctx, StageResynth), dirty, true, w.End)
+	rep.Resynthesized += n
+	if err != nil {
+		return err
+	}
+	n, err = e.deriveMissing(withStage(ctx, StageResynth), w, a)
+	rep.Resynthesized += n
+	if err != nil {
+		return err
+	}
+	return nil
 }
 
 // plan turns an audit into repair jobs and records what the audit learned.
@@ -475,7 +491,7 @@ func (e *Engine) resolveAlarms() {
 	var done []string
 	e.ledger.view(func(st *ledgerState) {
 		for id, a := range st.Alarms {
-			if a.Resolved || a.Stage != StageRepair {
+			if a.Resolved || a.Stage != StageRepair || !e.opts.Shard.Owns(a.Key) {
 				continue
 			}
 			ok := true
@@ -502,6 +518,9 @@ func (e *Engine) deliverAlarms(ctx context.Context) (alarms, resolved int) {
 	var todo []alarmRecord
 	e.ledger.view(func(st *ledgerState) {
 		for _, a := range st.Alarms {
+			if !e.opts.Shard.Owns(a.Key) {
+				continue // another shard's engine delivers it
+			}
 			if !a.Delivered || (a.Resolved && !a.Notified) {
 				todo = append(todo, *a)
 			}

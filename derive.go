@@ -214,6 +214,15 @@ func (e *Engine) derive(ctx context.Context, task deriveTask) (err error) {
 // at all: data landed by another path (a stream consumer, a crash between a
 // live write and its derive).
 func (e *Engine) deriveMissing(ctx context.Context, w Window, a *auditResult) (int, error) {
+	tasks, err := e.missingDerives(ctx, w, a)
+	if err != nil || len(tasks) == 0 {
+		return 0, err
+	}
+	return e.runDerives(ctx, tasks, nil, false)
+}
+
+// missingDerives lists the derivations deriveMissing runs.
+func (e *Engine) missingDerives(ctx context.Context, w Window, a *auditResult) ([]deriveTask, error) {
 	var tasks []deriveTask
 	for _, t := range e.opts.Transformers {
 		outDs := t.Output()
@@ -225,7 +234,7 @@ func (e *Engine) deriveMissing(ctx context.Context, w Window, a *auditResult) (i
 			}
 			return nil
 		}); err != nil {
-			return 0, fmt.Errorf("heal: inventory of %s: %w", outDs.Name, err)
+			return nil, fmt.Errorf("heal: inventory of %s: %w", outDs.Name, err)
 		}
 		for _, k := range e.opts.Keys {
 			h := have[k]
@@ -246,10 +255,7 @@ func (e *Engine) deriveMissing(ctx context.Context, w Window, a *auditResult) (i
 			}
 		}
 	}
-	if len(tasks) == 0 {
-		return 0, nil
-	}
-	return e.runDerives(ctx, tasks, nil, false)
+	return tasks, nil
 }
 
 // resynthAll recomputes every derived window of w for every key: Run does

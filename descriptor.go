@@ -66,14 +66,14 @@ func describe(ds *Dataset, keys []string, rule CompletenessRule) (*Descriptor, e
 // record writes the descriptors of the engine's dataset and of its derived
 // datasets, unless the latest recorded ones are the same.
 func (e *Engine) recordDescriptors(ctx context.Context) error {
-	d, err := describe(e.ds, e.opts.Keys, e.opts.Rule)
+	d, err := describe(e.ds, e.allKeys, e.opts.Rule)
 	if err != nil {
 		return err
 	}
 	all := []*Descriptor{d}
 	for _, t := range e.opts.Transformers {
 		d.Derived = append(d.Derived, t.Output().Name)
-		od, err := describe(t.Output(), e.opts.Keys, nil)
+		od, err := describe(t.Output(), e.allKeys, nil)
 		if err != nil {
 			return err
 		}

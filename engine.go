@@ -36,7 +36,8 @@ type Engine struct {
 	mem       memory.Allocator
 	clock     Clock
 	stats     stats
-	id        string // this engine's owner id in the heal lease
+	id        string   // this engine's owner id in the heal lease
+	allKeys   []string // Options.Keys before sharding, for the descriptor
 
 	healMu  sync.Mutex
 	alarmMu sync.Mutex // giveUp: finding the alarm to extend and extending it
@@ -69,6 +70,19 @@ func New(ds *Dataset, src Source, lake Lake, opts *Options) (*Engine, error) {
 		if err := ValidKey(k); err != nil {
 			return nil, fmt.Errorf("heal: New: Options.Keys[%d]: %w", i, err)
 		}
+	}
+	if err := o.Shard.validate(); err != nil {
+		return nil, fmt.Errorf("heal: New: Options.Shard: %w", err)
+	}
+	allKeys := o.Keys
+	if o.Shard.sharded() {
+		var own []string
+		for _, k := range o.Keys {
+			if o.Shard.Owns(k) {
+				own = append(own, k)
+			}
+		}
+		o.Keys = own
 	}
 	for i, t := range o.Transformers {
 		if t == nil {
@@ -145,6 +159,10 @@ func New(ds *Dataset, src Source, lake Lake, opts *Options) (*Engine, error) {
 		mem:     o.Allocator,
 		clock:   o.Clock,
 		id:      newOwnerID(),
+		allKeys: allKeys,
+	}
+	if o.Shard.sharded() {
+		e.ledger.gate = e.snapshotGate
 	}
 	e.compactor, _ = lake.(Compactor)
 	return e, nil
@@ -162,7 +180,7 @@ func (e *Engine) Dataset() *Dataset { return e.ds }
 // cycle failures are logged, alarmed where they concern data, and retried
 // on the next cycle, never fatal.
 func (e *Engine) Run(ctx context.Context) error {
-	if len(e.opts.Keys) == 0 {
+	if len(e.allKeys) == 0 {
 		return errors.New("heal: Run: Options.Keys is empty")
 	}
 	if e.src == nil {
@@ -239,15 +257,24 @@ func (e *Engine) Run(ctx context.Context) error {
 // key whose poll fails is logged and left to repair. It returns the rows
 // written. With [Options.LiveSink] set the rows go there instead, and
 // nothing is derived (Heal derives once they have landed); a failing sink
-// raises the same StageLakeWrite alarm as a failing lake.
+// raises the same StageLakeWrite alarm as a failing lake. With
+// Options.Dispatcher set it dispatches the poll instead, as one acquire
+// [Job] per request's worth of keys, and returns 0.
 func (e *Engine) Acquire(ctx context.Context, t time.Time) (int, error) {
 	if e.src == nil {
 		return 0, errNoSource
 	}
+	if e.opts.Dispatcher != nil {
+		return 0, e.dispatchAcquire(ctx, t)
+	}
+	return e.acquire(ctx, t, e.opts.Keys)
+}
+
+// acquire is Acquire for keys, run here.
+func (e *Engine) acquire(ctx context.Context, t time.Time, keys []string) (int, error) {
 	ctx = withStage(ctx, StageAcquire)
 	slot := e.ds.Slot(t)
 	w := Window{slot, slot.Add(e.ds.Grain)}
-	keys := e.opts.Keys
 	var (
 		mu   sync.Mutex
 		recs []arrow.Record

@@ -33,10 +33,20 @@ func newOwnerID() string {
 // acquireLease takes the lease for this engine. It reports false, and who
 // holds it, when another live engine does.
 func (e *Engine) acquireLease(ctx context.Context) (gen int64, ok bool, holder string, err error) {
-	prefix := "lease/" + e.ds.Name + "/"
-	names, err := e.meta.ListMeta(ctx, prefix)
+	return e.acquireLeaseAt(ctx, e.leasePrefix())
+}
+
+// acquireLeaseAt takes the lease whose generations live under prefix.
+func (e *Engine) acquireLeaseAt(ctx context.Context, prefix string) (gen int64, ok bool, holder string, err error) {
+	all, err := e.meta.ListMeta(ctx, prefix)
 	if err != nil {
 		return 0, false, "", fmt.Errorf("heal: lease: %w", err)
+	}
+	names := all[:0:0]
+	for _, n := range all { // the shard leases live below the dataset's
+		if !strings.Contains(strings.TrimPrefix(n, prefix), "/") {
+			names = append(names, n)
+		}
 	}
 	now := e.clock.Now()
 	if n := len(names); n > 0 {
@@ -60,7 +70,7 @@ func (e *Engine) acquireLease(ctx context.Context) (gen int64, ok bool, holder s
 		}
 	}
 	gen++
-	if err := e.putLease(ctx, gen, leaseRecord{Owner: e.id, Expires: now.Add(e.opts.LeaseTTL)}); err != nil {
+	if err := e.putLease(ctx, prefix, gen, leaseRecord{Owner: e.id, Expires: now.Add(e.opts.LeaseTTL)}); err != nil {
 		if errors.Is(err, ErrExist) {
 			return 0, false, "another engine", nil // lost the race for this generation
 		}
@@ -72,17 +82,21 @@ func (e *Engine) acquireLease(ctx context.Context) (gen int64, ok bool, holder s
 // releaseLease ends this engine's lease so the next cycle need not wait
 // for it to expire. It works even if ctx has ended.
 func (e *Engine) releaseLease(ctx context.Context, gen int64) {
+	e.releaseLeaseAt(ctx, e.leasePrefix(), gen)
+}
+
+func (e *Engine) releaseLeaseAt(ctx context.Context, prefix string, gen int64) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if err := e.putLease(ctx, gen+1, leaseRecord{Owner: e.id}); err != nil && !errors.Is(err, ErrExist) {
+	if err := e.putLease(ctx, prefix, gen+1, leaseRecord{Owner: e.id}); err != nil && !errors.Is(err, ErrExist) {
 		e.log.Warn("could not release the heal lease; it expires by itself", "err", err)
 	}
 }
 
-func (e *Engine) putLease(ctx context.Context, gen int64, rec leaseRecord) error {
+func (e *Engine) putLease(ctx context.Context, prefix string, gen int64, rec leaseRecord) error {
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}
-	return e.meta.PutMeta(ctx, fmt.Sprintf("lease/%s/%020d.json", e.ds.Name, gen), b)
+	return e.meta.PutMeta(ctx, fmt.Sprintf("%s%020d.json", prefix, gen), b)
 }

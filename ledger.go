@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -43,6 +44,12 @@ type ledgerEvent struct {
 	Alarm    *alarmRecord `json:"alarm,omitempty"`
 	Audit    *AuditRecord `json:"audit,omitempty"`
 	Snapshot *ledgerState `json:"snapshot,omitempty"`
+	// Covers, on a snapshot, names the objects folded into it. A reader
+	// folds every other object on top of the snapshot, whatever its name,
+	// so an object another writer put while the snapshot was being made is
+	// never lost. nil (snapshots before covers were kept): the snapshot
+	// replaces everything folded before it.
+	Covers []string `json:"covers,omitempty"`
 }
 
 type slotState struct {
@@ -96,19 +103,40 @@ type ledger struct {
 	prefix string
 	clock  Clock
 
+	// gate, if set, is asked before a snapshot: ok false skips it (another
+	// writer may be snapshotting), and release is called after it. Only
+	// one writer at a time may snapshot, or two snapshots could each drop
+	// objects the other covers; see [Engine] sharding.
+	gate func(ctx context.Context) (release func(), ok bool)
+	// loaded is set by the first load. Until then the ledger keeps only
+	// the names of the objects it writes.
+	loaded bool
+	// appendOnly is set on a worker's ledger, which only appends the
+	// outcomes of its jobs: until it is loaded, it never snapshots.
+	appendOnly bool
+
 	mu      sync.Mutex
 	st      *ledgerState
-	read    map[string]bool // objects folded already
-	objects int             // objects in the log since the last snapshot
-	last    int64           // the last name's time, to keep names increasing
+	read    map[string]bool          // objects folded already
+	events  map[string][]ledgerEvent // events of the objects folded since the last snapshot, to fold again over a snapshot that does not cover them
+	covered map[string]bool          // objects a folded snapshot covers, until a listing no longer shows them
+	objects int                      // objects in the log since the last snapshot
+	last    int64                    // the last name's time, to keep names increasing
 	pending []ledgerEvent
 }
 
 func newLedger(store MetaStore, dataset string, clock Clock) *ledger {
-	return &ledger{store: store, prefix: "ledger/" + dataset + "/", clock: clock, st: newLedgerState(), read: map[string]bool{}}
+	return &ledger{
+		store: store, prefix: "ledger/" + dataset + "/", clock: clock, st: newLedgerState(),
+		read: map[string]bool{}, events: map[string][]ledgerEvent{}, covered: map[string]bool{},
+	}
 }
 
-// load folds the objects not read yet (all of them the first time).
+// load folds the objects not read yet (all of them the first time), in
+// name order. Several writers may append at once (shard engines, workers):
+// a snapshot replaces the state with what it covers and the objects it does
+// not cover are folded again on top of it, so the fold ends the same
+// whatever order the writers' objects were named in.
 func (l *ledger) load(ctx context.Context) error {
 	names, err := l.store.ListMeta(ctx, l.prefix)
 	if err != nil {
@@ -116,6 +144,30 @@ func (l *ledger) load(ctx context.Context) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	first := !l.loaded
+	if first {
+		// What this ledger wrote before (jobs it ran) is folded from the
+		// log like the rest; what it recorded and did not write is applied
+		// again after.
+		l.st = newLedgerState()
+		clear(l.read)
+		defer func() {
+			for _, ev := range l.pending {
+				l.apply(ev)
+			}
+		}()
+	}
+	l.loaded = true
+	listed := make(map[string]bool, len(names))
+	for _, n := range names {
+		listed[n] = true
+	}
+	for n := range l.covered { // deleted by now; names are never reused
+		if !listed[n] {
+			delete(l.covered, n)
+			delete(l.read, n)
+		}
+	}
 	for _, n := range names {
 		if l.read[n] || !strings.HasSuffix(n, ".json") {
 			continue
@@ -131,17 +183,58 @@ func (l *ledger) load(ctx context.Context) error {
 		if err := json.Unmarshal(b, &evs); err != nil {
 			return fmt.Errorf("heal: ledger: decode %s: %w", n, err)
 		}
-		for _, ev := range evs {
-			l.apply(ev)
-		}
-		l.read[n] = true
-		l.objects++
+		l.fold(n, evs)
 		var t int64
 		if _, err := fmt.Sscanf(strings.TrimPrefix(n, l.prefix), "%d-", &t); err == nil && t > l.last {
 			l.last = t // a restarted engine writes after what it read, even if its clock is behind
 		}
 	}
 	return nil
+}
+
+// fold applies the events of object n. Caller holds mu.
+func (l *ledger) fold(n string, evs []ledgerEvent) {
+	l.read[n] = true
+	if len(evs) != 1 || evs[0].Kind != "snapshot" {
+		for _, ev := range evs {
+			l.apply(ev)
+		}
+		l.events[n] = evs
+		l.objects++
+		return
+	}
+	snap := evs[0]
+	l.apply(snap)
+	covers := make(map[string]bool, len(snap.Covers))
+	for _, c := range snap.Covers {
+		covers[c] = true
+	}
+	var again []string
+	for name := range l.events {
+		if snap.Covers != nil && !covers[name] {
+			again = append(again, name)
+			continue
+		}
+		delete(l.events, name)
+		if l.read[name] {
+			l.covered[name] = true
+		}
+	}
+	sort.Strings(again)
+	for _, name := range again {
+		for _, ev := range l.events[name] {
+			l.apply(ev)
+		}
+	}
+	for _, ev := range l.pending { // recorded here, not written yet
+		l.apply(ev)
+	}
+	for _, c := range snap.Covers {
+		if !l.read[c] {
+			l.read[c], l.covered[c] = true, true // not folded yet: it is in the snapshot
+		}
+	}
+	l.objects = 1 + len(again)
 }
 
 // record applies ev now and queues it for the next flush.
@@ -171,12 +264,24 @@ func (l *ledger) flush(ctx context.Context) error {
 		return err
 	}
 	l.mu.Lock()
-	needSnap := l.objects >= snapshotEvery
+	needSnap := l.objects >= snapshotEvery && (l.loaded || !l.appendOnly)
 	l.mu.Unlock()
-	if needSnap {
-		return l.snapshot(ctx)
+	if !needSnap {
+		return nil
 	}
-	return nil
+	if l.gate != nil {
+		release, ok := l.gate(ctx)
+		if !ok {
+			return nil // another writer is snapshotting; a later flush tries again
+		}
+		defer release()
+	}
+	// Fold every object first (another writer's snapshot included), so
+	// the snapshot covers all it replaces.
+	if err := l.load(ctx); err != nil {
+		return err
+	}
+	return l.snapshot(ctx)
 }
 
 func (l *ledger) put(ctx context.Context, evs []ledgerEvent) error {
@@ -190,7 +295,15 @@ func (l *ledger) put(ctx context.Context, evs []ledgerEvent) error {
 	}
 	l.mu.Lock()
 	l.read[name] = true
-	l.objects++
+	switch {
+	case len(evs) == 1 && evs[0].Kind == "snapshot":
+		l.objects = 1
+	case !l.loaded: // a first load folds it from the log
+		l.objects++
+	default:
+		l.events[name] = evs
+		l.objects++
+	}
 	l.mu.Unlock()
 	return nil
 }
@@ -218,26 +331,30 @@ func (l *ledger) snapshot(ctx context.Context) error {
 	for n := range l.read {
 		covered = append(covered, n)
 	}
+	sort.Strings(covered)
 	l.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("heal: ledger: encode snapshot: %w", err)
 	}
 	var st ledgerState
 	_ = json.Unmarshal(b, &st)
-	if err := l.put(ctx, []ledgerEvent{{Kind: "snapshot", At: l.clock.Now().UTC(), Snapshot: &st}}); err != nil {
+	if err := l.put(ctx, []ledgerEvent{{Kind: "snapshot", At: l.clock.Now().UTC(), Snapshot: &st, Covers: covered}}); err != nil {
 		return err
 	}
+	l.mu.Lock()
+	for _, n := range covered {
+		delete(l.events, n)
+	}
+	l.mu.Unlock()
 	for _, n := range covered {
 		if err := l.store.DeleteMeta(ctx, n); err != nil {
 			return fmt.Errorf("heal: ledger: prune %s: %w", n, err)
 		}
 		l.mu.Lock()
 		delete(l.read, n)
+		delete(l.covered, n)
 		l.mu.Unlock()
 	}
-	l.mu.Lock()
-	l.objects = 1
-	l.mu.Unlock()
 	return nil
 }
 

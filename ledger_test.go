@@ -120,3 +120,60 @@ func flat(m map[int64]*slotState) map[int64]slotState {
 	}
 	return out
 }
+
+// TestLedgerWritersInterleaved has an engine's ledger, which snapshots, and
+// a worker's, which only appends, write at once under one clock, so the
+// worker's objects are named before and after the engine's snapshots. A
+// fresh fold, and the engine's own, must hold every event of both.
+func TestLedgerWritersInterleaved(t *testing.T) {
+	ctx := context.Background()
+	meta := &mapMeta{m: map[string][]byte{}}
+	clock := &stillClock{t: time.Date(2024, 1, 2, 0, 0, 0, 0, time.UTC)}
+	eng := newLedger(meta, "ticks", clock)
+	if err := eng.load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wrk := newLedger(meta, "ticks", clock)
+	wrk.appendOnly = true
+	n := 2*snapshotEvery + 7
+	for i := 0; i < n; i++ {
+		s := []span.Range{{Lo: int64(i), Hi: int64(i + 1)}}
+		eng.record(ledgerEvent{Kind: "gap", Key: "E", Slots: s})
+		wrk.record(ledgerEvent{Kind: "repaired", Key: "W", Slots: s})
+		if err := wrk.flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if i%5 == 0 {
+			if err := eng.load(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := eng.flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snaps := 0
+	names, _ := meta.ListMeta(ctx, "ledger/ticks/")
+	for _, name := range names {
+		if strings.Contains(string(meta.m[name]), `"snapshot"`) {
+			snaps++
+		}
+	}
+	if snaps == 0 {
+		t.Fatal("no snapshot was written; the test shows nothing")
+	}
+	fresh := newLedger(meta, "ticks", clock)
+	if err := fresh.load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for name, l := range map[string]*ledger{"fresh": fresh, "engine": eng} {
+		l.view(func(st *ledgerState) {
+			if e, w := len(st.Slots["E"]), len(st.Slots["W"]); e != n || w != n {
+				t.Errorf("%s fold: %d engine slots and %d worker slots; want %d of each", name, e, w, n)
+			}
+		})
+	}
+}

@@ -35,6 +35,16 @@ type Options struct {
 	Concurrency int
 	// Retry governs repairs: backoff between attempts and the per-gap budget.
 	Retry RetryPolicy
+	// Dispatcher, if set, receives the work the engine plans (live ticks
+	// from Acquire and Run, repairs and resynthesis from Heal) as [Job]s,
+	// to run elsewhere: workers call [Engine.RunJob] on them, e.g. from an
+	// SQS queue ([github.com/selfheal/heal/dispatch]). nil: the engine runs
+	// its work itself, in process (the embedded mode).
+	Dispatcher Dispatcher
+	// Shard makes this engine audit, plan and alarm only its share of
+	// Keys, for several engines splitting a large key set; see [Shard].
+	// Zero: all of Keys.
+	Shard Shard
 	// Lookback is how far back Run's audits look. 0: 24h.
 	Lookback time.Duration
 	// AuditEvery is how often Run audits, repairs and resynthesizes. 0: 1h.
