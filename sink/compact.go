@@ -182,7 +182,7 @@ func (l *Lake) compactPartition(ctx context.Context, ds *heal.Dataset, pf *partF
 			seq = f.seq
 		}
 	}
-	data, slots, err := l.encode(ds, pf.p, rec)
+	data, slots, err := l.encode(ctx, ds, pf.p, rec)
 	if err != nil {
 		return compacted{}, false, err
 	}

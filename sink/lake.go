@@ -38,6 +38,11 @@ type Options struct {
 	// InventoryListed, the lake index checked against a listing of the
 	// files.
 	Inventory InventoryMode
+	// Encryption encrypts the sensitive columns of the datasets it names,
+	// each file with its own data key (see [Encryption]). nil: files are
+	// written in clear, and encrypted files are audited but their
+	// encrypted columns not read.
+	Encryption *Encryption
 }
 
 // Lake is the Parquet implementation of [heal.Lake] over any [Store]. It
@@ -109,6 +114,7 @@ type Lake struct {
 	log   *slog.Logger
 	conc  int
 	inv   InventoryMode
+	enc   *Encryption
 
 	storable    sync.Map     // schema fingerprint → error (nil: storable)
 	schemas     sync.Map     // dataset and stored Arrow schema → schemaCheck
@@ -142,7 +148,7 @@ func NewLake(store Store, opts *Options) *Lake {
 	if o.Concurrency <= 0 {
 		o.Concurrency = 4
 	}
-	return &Lake{store: store, mem: o.Allocator, codec: o.Compression, log: o.Logger, conc: o.Concurrency, inv: o.Inventory}
+	return &Lake{store: store, mem: o.Allocator, codec: o.Compression, log: o.Logger, conc: o.Concurrency, inv: o.Inventory, enc: o.Encryption}
 }
 
 // OpenDir returns a lake in the directory dir on local disk, creating it if

@@ -12,15 +12,24 @@ import (
 // index lives there too, under _heal/index/, which the MetaStore methods
 // neither show nor let anyone write.
 
-// reservedMeta is the part of _heal/ the lake keeps for itself.
-const reservedMeta = "index/"
+// reservedMeta is the part of _heal/ the lake keeps for itself; the
+// wrapped data keys of encrypted files live under keysMeta (see
+// Encryption), also hidden.
+const (
+	reservedMeta = "index/"
+	keysMeta     = "keys/"
+)
+
+func reserved(name string) bool {
+	return strings.HasPrefix(name, reservedMeta) || strings.HasPrefix(name, keysMeta)
+}
 
 func checkMetaName(name string) error {
 	if err := validName(name); err != nil {
 		return err
 	}
-	if strings.HasPrefix(name, reservedMeta) {
-		return fmt.Errorf("heal/sink: meta name %q: %s is reserved for the lake index", name, reservedMeta)
+	if reserved(name) {
+		return fmt.Errorf("heal/sink: meta name %q: %s and %s are reserved for the lake index and data keys", name, reservedMeta, keysMeta)
 	}
 	return nil
 }
@@ -58,7 +67,7 @@ func (l *Lake) GetMeta(ctx context.Context, name string) ([]byte, error) {
 func (l *Lake) ListMeta(ctx context.Context, prefix string) ([]string, error) {
 	var names []string
 	err := l.store.List(ctx, metaPrefix+prefix, func(oi ObjectInfo) error {
-		if name := strings.TrimPrefix(oi.Name, metaPrefix); !strings.HasPrefix(name, reservedMeta) {
+		if name := strings.TrimPrefix(oi.Name, metaPrefix); !reserved(name) {
 			names = append(names, name)
 		}
 		return nil

@@ -82,8 +82,13 @@ type openFile struct {
 func (f *openFile) close() { f.pf.Close() } // closes obj too
 
 // classify turns an error met while reading f into a context error, a
-// store error (the store failed; retryable) or a *corruptError.
+// store error (the store failed; retryable) or a *corruptError. A
+// *KeyError (an encrypted file's key is unavailable) is returned as is:
+// the file is not damaged.
 func classify(ctx context.Context, name string, obj *trackedObject, err error) error {
+	if ke := (*KeyError)(nil); errors.As(err, &ke) {
+		return err
+	}
 	if cerr := ctx.Err(); cerr != nil {
 		return fmt.Errorf("heal/sink: read %s: %w", name, cerr)
 	}
@@ -171,7 +176,7 @@ func (l *Lake) readAll(ctx context.Context, ds *heal.Dataset, p heal.Partition, 
 			err = classify(ctx, f.name, f.obj, fmt.Errorf("panic decoding: %v", r))
 		}
 	}()
-	tbl, err := f.fr.ReadTable(ctx)
+	tbl, err := l.readTable(ctx, ds, f) // decrypts an encrypted file: encrypt.go
 	if err != nil {
 		return nil, classify(ctx, f.name, f.obj, err)
 	}

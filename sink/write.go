@@ -227,7 +227,7 @@ func (l *Lake) encodeRows(ctx context.Context, ds *heal.Dataset, p heal.Partitio
 		return nil, heal.Slots{}, err
 	}
 	defer part.Release()
-	return l.encode(ds, p, part)
+	return l.encode(ctx, ds, p, part)
 }
 
 // takeRows gathers rows of recs (which have ds's columns) into one record
@@ -299,7 +299,9 @@ func isRun(rows []int) bool {
 
 // encode writes rec, the sorted, deduplicated rows of p, as a Parquet file
 // with the presence index in its metadata, and returns the slots it holds.
-func (l *Lake) encode(ds *heal.Dataset, p heal.Partition, rec arrow.Record) ([]byte, heal.Slots, error) {
+// The sensitive columns of an encrypted dataset are encrypted (see
+// Encryption).
+func (l *Lake) encode(ctx context.Context, ds *heal.Dataset, p heal.Partition, rec arrow.Record) ([]byte, heal.Slots, error) {
 	// The index covers the span of the rows, not the whole partition, so
 	// a one-row micro-batch carries a few bytes of index, not a bitmap of
 	// every second of a year. rec is sorted by time.
@@ -317,8 +319,17 @@ func (l *Lake) encode(ds *heal.Dataset, p heal.Partition, rec arrow.Record) ([]b
 	if err != nil {
 		return nil, slots, err
 	}
+	sc := writeSchema(ds, rec)
+	props := l.writerProps()
+	encrypt, err := l.encryptionProps(ctx, ds, sc)
+	if err != nil {
+		return nil, slots, err
+	}
+	if encrypt != nil {
+		props = l.writerProps(encrypt)
+	}
 	var buf bytes.Buffer
-	fw, err := pqarrow.NewFileWriter(writeSchema(ds, rec), &buf, l.writerProps(), l.arrowProps())
+	fw, err := pqarrow.NewFileWriter(sc, &buf, props, l.arrowProps())
 	if err != nil {
 		return nil, slots, fmt.Errorf("parquet writer: %w", err)
 	}
@@ -338,12 +349,12 @@ func (l *Lake) encode(ds *heal.Dataset, p heal.Partition, rec arrow.Record) ([]b
 	return buf.Bytes(), slots, nil
 }
 
-func (l *Lake) writerProps() *parquet.WriterProperties {
-	return parquet.NewWriterProperties(
+func (l *Lake) writerProps(extra ...parquet.WriterProperty) *parquet.WriterProperties {
+	return parquet.NewWriterProperties(append([]parquet.WriterProperty{
 		parquet.WithAllocator(l.mem),
 		parquet.WithCompression(l.codec),
 		parquet.WithCreatedBy("heal (github.com/selfheal/heal)"),
-	)
+	}, extra...)...)
 }
 
 func (l *Lake) arrowProps() pqarrow.ArrowWriterProperties {
