@@ -1,0 +1,8 @@
+package dispatch_test
+
+import "encoding/json"
+
+func jsonString(v any) (string, error) {
+	b, err := json.Marshal(v)
+	return string(b), err
+}
