@@ -115,3 +115,36 @@ func TestLocalFromEnvAndFile(t *testing.T) {
 		t.Fatal("NewLocal accepted a 16-byte KEK")
 	}
 }
+
+func TestMultiConformance(t *testing.T) {
+	a, b := make([]byte, crypt.DataKeySize), make([]byte, crypt.DataKeySize)
+	rand.Read(a)
+	rand.Read(b)
+	other := newLocal(t)
+	healtest.RunKeyProviderTests(t, func(t *testing.T) (crypt.KeyProvider, crypt.KeyProvider) {
+		pa, _ := crypt.NewLocal(a)
+		pb, _ := crypt.NewLocal(b)
+		return crypt.Multi(pa, pb), other
+	})
+}
+
+// TestMultiReadsBothKEKs: during a rotation, Multi(new, old) unwraps keys
+// of either, and wraps new ones with new.
+func TestMultiReadsBothKEKs(t *testing.T) {
+	ctx := context.Background()
+	oldKEK, newKEK := newLocal(t), newLocal(t)
+	m := crypt.Multi(newKEK, oldKEK)
+	for _, p := range []*crypt.Local{oldKEK, newKEK} {
+		dk, err := p.GenerateDataKey(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := m.Decrypt(ctx, dk.Wrapped, dk.KeyID); err != nil || !bytes.Equal(got, dk.Plaintext) {
+			t.Errorf("Multi did not unwrap a key of %s: %v", p, err)
+		}
+	}
+	dk, err := m.GenerateDataKey(ctx)
+	if err != nil || dk.KeyID != newKEK.KeyID() {
+		t.Errorf("Multi wrapped a new key with %v (%v), want %s", dk, err, newKEK)
+	}
+}

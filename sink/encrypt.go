@@ -332,8 +332,8 @@ func (l *Lake) readTable(ctx context.Context, ds *heal.Dataset, f *openFile) (ar
 // Afterwards from's KEK is no longer needed to read ds, provided every
 // writer used to's by then: switch writers to the new provider first, then
 // Rewrap (a record a writer still wrapping with the old KEK stores during
-// the Rewrap is not re-wrapped; run it again). Readers holding only the
-// new KEK cannot read the records not re-wrapped yet until it ends.
+// the Rewrap is not re-wrapped; run it again). Until it ends, give readers
+// crypt.Multi(new, old), which unwraps records of either KEK.
 func (l *Lake) Rewrap(ctx context.Context, ds *heal.Dataset, from, to crypt.KeyProvider) (int, error) {
 	if err := ds.Validate(); err != nil {
 		return 0, err

@@ -572,3 +572,41 @@ func TestEncryptedDamagedPageQuarantined(t *testing.T) {
 		t.Errorf("%s not quarantined", name)
 	}
 }
+
+// TestKeyRecordsHiddenFromMetaStore: the key records live under _heal/
+// beside the ledger, which must neither list nor overwrite them.
+func TestKeyRecordsHiddenFromMetaStore(t *testing.T) {
+	ds := meterDataset()
+	ctx := context.Background()
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	lake := sink.NewLake(sink.NewMemStore(), encOpts(mem, newKEK(t), ds))
+	checkRoundTrip(t, mem, lake, ds)
+	if err := lake.PutMeta(ctx, "ledger/x", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	names, err := lake.ListMeta(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(names) != 1 || names[0] != "ledger/x" {
+		t.Errorf("ListMeta = %v, want only the ledger's object", names)
+	}
+	var rec string
+	err = lake.Store().List(ctx, "_heal/keys/", func(oi sink.ObjectInfo) error {
+		rec = strings.TrimPrefix(oi.Name, "_heal/")
+		return nil
+	})
+	if err != nil || rec == "" {
+		t.Fatalf("no key record listed: %v", err)
+	}
+	if err := lake.PutMeta(ctx, "keys/meters/x", []byte("{}")); err == nil {
+		t.Error("PutMeta wrote under keys/")
+	}
+	if err := lake.DeleteMeta(ctx, rec); err == nil {
+		t.Errorf("DeleteMeta removed the key record %s", rec)
+	}
+	if _, err := lake.GetMeta(ctx, rec); err == nil {
+		t.Errorf("GetMeta read the key record %s", rec)
+	}
+}
