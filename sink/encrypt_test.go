@@ -335,6 +335,10 @@ func TestAuditWithoutDecryptRights(t *testing.T) {
 				}
 				_, err = scanTable(t, lake, ds)
 				checkKeyError(t, err, true)
+				// Verify reads the key and time columns of every file.
+				if rep, err := lake.Verify(ctx, ds, heal.Query{}); err != nil || rep.Files != 4 || rep.Indexed != 4 || len(rep.BadFooters) > 0 {
+					t.Errorf("Verify without decrypt rights = %+v, %v; want 4 files checked and indexed", rep, err)
+				}
 			})
 		}
 	}
@@ -608,5 +612,49 @@ func TestKeyRecordsHiddenFromMetaStore(t *testing.T) {
 	}
 	if _, err := lake.GetMeta(ctx, rec); err == nil {
 		t.Errorf("GetMeta read the key record %s", rec)
+	}
+}
+
+// TestRewrapLocalToKMS moves a lake from a local KEK to a KMS key (the
+// real kms client against fakekms), readers using crypt.Multi meanwhile.
+func TestRewrapLocalToKMS(t *testing.T) {
+	ds := meterDataset()
+	ctx := context.Background()
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	srv := fakekms.New(t)
+	srv.CreateKey("heal")
+	local, kmsKeys := newKEK(t), crypt.NewKMS(srv.Client(), "alias/heal")
+	store := sink.NewMemStore()
+	checkRoundTrip(t, mem, sink.NewLake(store, encOpts(mem, local, ds)), ds)
+	// Writers move to KMS first; readers hold both until the Rewrap ends.
+	writer := sink.NewLake(store, encOpts(mem, kmsKeys, ds))
+	rec := meterRecord(mem, ds, []string{"m3"}, 5)
+	err := writer.Write(ctx, ds, rec)
+	rec.Release()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader := sink.NewLake(store, encOpts(mem, crypt.Multi(kmsKeys, local), ds))
+	if tbl, err := scanTable(t, reader, ds); err != nil || tbl.NumRows() != 185 {
+		t.Fatalf("Scan with Multi during the rotation: %v", err)
+	} else {
+		tbl.Release()
+	}
+	n, err := writer.Rewrap(ctx, ds, local, kmsKeys)
+	if err != nil || n != 2 {
+		t.Fatalf("Rewrap = %d, %v; want the 2 files written with the local KEK", n, err)
+	}
+	tbl, err := scanTable(t, writer, ds)
+	if err != nil || tbl.NumRows() != 185 {
+		t.Fatalf("Scan with the KMS key only: %v", err)
+	}
+	tbl.Release()
+	// And the KMS key is really used: refused, nothing reads.
+	srv.Deny("Decrypt", true)
+	_, err = scanTable(t, writer, ds)
+	checkKeyError(t, err, true)
+	if !strings.Contains(err.Error(), "AccessDenied") {
+		t.Errorf("the error does not carry KMS's refusal: %v", err)
 	}
 }
