@@ -22,12 +22,22 @@
 //	lake, err := sink.OpenDir("/var/lib/heal", nil)          // local disk
 //	lake := sink.NewLake(sink.NewS3Store(client, "bucket", "lake/", nil), nil)
 //
+// # Encryption at rest
+//
+// [Options].Encryption encrypts the sensitive columns of chosen datasets
+// on the client, each file with its own data key wrapped by a key from a
+// [github.com/selfheal/heal/crypt.KeyProvider] (AWS KMS or local); key and
+// time columns, footers and the lake index stay in clear, so audits need
+// no key. [Lake.Rewrap] rotates the key-encryption key without rewriting
+// data. See [Encryption].
+//
 // # Errors
 //
 // Errors are wrapped with %w and prefixed "heal/sink:". Check conditions
 // with errors.Is: heal.ErrNotFound (a missing object or ledger entry),
 // heal.ErrExist (a create-only put lost the race), heal.ErrSchemaMismatch,
-// and errors.As for the *heal.InputError Write returns for bad input.
+// and errors.As for the *heal.InputError Write returns for bad input, and
+// for the *KeyError a read of an encrypted file without its key returns.
 //
 // # Concurrency
 //
