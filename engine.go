@@ -161,9 +161,7 @@ func New(ds *Dataset, src Source, lake Lake, opts *Options) (*Engine, error) {
 		id:      newOwnerID(),
 		allKeys: allKeys,
 	}
-	if o.Shard.sharded() {
-		e.ledger.gate = e.snapshotGate
-	}
+	e.ledger.gate = e.snapshotGate // workers and shards append to the ledger too
 	e.compactor, _ = lake.(Compactor)
 	return e, nil
 }

@@ -80,7 +80,8 @@ func (e *Engine) leasePrefix() string {
 	return "lease/" + e.ds.Name + "/"
 }
 
-// snapshotGate lets one shard engine at a time snapshot the shared ledger:
+// snapshotGate lets one engine at a time snapshot the shared ledger (shard
+// engines, or an unsharded one next to them, hold different heal leases):
 // two snapshots made at once could each delete objects the other does not
 // cover. It takes a lease of its own, separate from the heal leases.
 func (e *Engine) snapshotGate(ctx context.Context) (func(), bool) {
