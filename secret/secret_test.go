@@ -2,13 +2,9 @@ package secret_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,80 +16,13 @@ import (
 	"github.com/selfheal/heal/secret"
 )
 
-// fakeSecretsManager is NOT an emulator: no Secrets Manager server can be
-// installed on this project's machines (none on the Go proxy, npm or
-// Debian), so this in-process httptest server speaks just enough of the
-// awsJson1_1 protocol (X-Amz-Target: secretsmanager.GetSecretValue, JSON
-// in and out, errors as {"__type": ...}) for the real secretsmanager client
-// to talk to it over real HTTP. It exercises our request, the SDK's
-// decoding and our error mapping; it cannot vouch for AWS's behaviour.
-type fakeSecretsManager struct {
-	mu      sync.Mutex
-	secrets map[string]string
-	fail    string // when set, every call fails with this __type
-	calls   atomic.Int32
-}
-
-func (f *fakeSecretsManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	f.calls.Add(1)
-	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-	fail := func(status int, typ, msg string) {
-		w.WriteHeader(status)
-		_ = json.NewEncoder(w).Encode(map[string]string{"__type": typ, "message": msg})
-	}
-	if r.Method != http.MethodPost || r.Header.Get("X-Amz-Target") != "secretsmanager.GetSecretValue" ||
-		!strings.HasPrefix(r.Header.Get("Authorization"), "AWS4-HMAC-SHA256 ") {
-		fail(400, "InvalidRequestException", "unexpected request "+r.Header.Get("X-Amz-Target"))
-		return
-	}
-	var in struct{ SecretId, VersionStage string }
-	if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
-		fail(400, "InvalidParameterException", err.Error())
-		return
-	}
-	f.mu.Lock()
-	v, ok := f.secrets[in.SecretId]
-	failWith := f.fail
-	f.mu.Unlock()
-	switch {
-	case failWith == "InternalServiceError":
-		fail(500, failWith, "try again")
-		return
-	case failWith != "":
-		fail(400, failWith, "refused")
-		return
-	case !ok:
-		fail(400, "ResourceNotFoundException", "Secrets Manager can't find the specified secret.")
-		return
-	}
-	_ = json.NewEncoder(w).Encode(map[string]any{
-		"ARN":           "arn:aws:secretsmanager:us-east-1:000000000000:secret:" + in.SecretId + "-AbCdEf",
-		"Name":          in.SecretId,
-		"SecretString":  v,
-		"VersionId":     "00000000-0000-0000-0000-000000000001",
-		"VersionStages": []string{"AWSCURRENT"},
-		"CreatedDate":   1.7e9,
-	})
-}
-
-func (f *fakeSecretsManager) set(id, v string) {
-	f.mu.Lock()
-	f.secrets[id] = v
-	f.mu.Unlock()
-}
-
-func (f *fakeSecretsManager) failWith(typ string) {
-	f.mu.Lock()
-	f.fail = typ
-	f.mu.Unlock()
-}
-
-func newFake(t *testing.T) (*fakeSecretsManager, *secretsmanager.Client) {
-	f := &fakeSecretsManager{secrets: map[string]string{}}
-	ts := httptest.NewServer(f)
-	t.Cleanup(ts.Close)
+// newFake starts awstest's Secrets Manager fake (an in-process server
+// speaking its JSON protocol: no emulator can be installed here) and a real
+// client for it.
+func newFake(t *testing.T) (*awstest.SecretsManager, *secretsmanager.Client) {
+	f := awstest.NewSecretsManager(t, nil)
 	c := secretsmanager.NewFromConfig(awstest.Config("heal-test", "heal-test-not-a-secret"), func(o *secretsmanager.Options) {
-		o.BaseEndpoint = aws.String(ts.URL)
+		o.BaseEndpoint = aws.String(f.URL)
 		o.RetryMaxAttempts = 1
 	})
 	return f, c
@@ -115,10 +44,10 @@ const tok = "sk-live-0123456789abcdef"
 
 func TestSecretsManagerValues(t *testing.T) {
 	f, c := newFake(t)
-	f.set("plain", "  "+tok+"\n")
-	f.set("finnhub", `{"token_finnhub":"`+tok+`","other":"x"}`)
-	f.set("notjson", tok)
-	f.set("numeric", `{"token_finnhub": 42}`)
+	f.Set("plain", "  "+tok+"\n")
+	f.Set("finnhub", `{"token_finnhub":"`+tok+`","other":"x"}`)
+	f.Set("notjson", tok)
+	f.Set("numeric", `{"token_finnhub": 42}`)
 	ctx := context.Background()
 	for _, tc := range []struct {
 		id, key   string
@@ -151,11 +80,11 @@ func TestSecretsManagerValues(t *testing.T) {
 			}
 		}
 	}
-	f.failWith("AccessDeniedException")
+	f.FailWith("AccessDeniedException")
 	if _, err := secret.SecretsManager(c, "plain", nil).Token(ctx); !heal.IsPermanent(err) {
 		t.Errorf("access denied: err = %v, want permanent", err)
 	}
-	f.failWith("InternalServiceError")
+	f.FailWith("InternalServiceError")
 	if _, err := secret.SecretsManager(c, "plain", nil).Token(ctx); err == nil || heal.IsPermanent(err) {
 		t.Errorf("500: err = %v, want retryable", err)
 	}
@@ -163,7 +92,7 @@ func TestSecretsManagerValues(t *testing.T) {
 
 func TestSecretsManagerCache(t *testing.T) {
 	f, c := newFake(t)
-	f.set("finnhub", `{"token_finnhub":"v1"}`)
+	f.Set("finnhub", `{"token_finnhub":"v1"}`)
 	clk := &clock{t: time.Date(2024, 1, 2, 0, 0, 0, 0, time.UTC)}
 	p := secret.SecretsManager(c, "finnhub", &secret.Options{Key: "token_finnhub", Refresh: time.Hour, Now: clk.now})
 	ctx := context.Background()
@@ -182,40 +111,40 @@ func TestSecretsManagerCache(t *testing.T) {
 		go func() { defer wg.Done(); _, _ = p.Token(ctx) }()
 	}
 	wg.Wait()
-	if f.calls.Load() != 1 {
-		t.Fatalf("%d fetches for 10 concurrent first calls, want 1", f.calls.Load())
+	if f.Calls() != 1 {
+		t.Fatalf("%d fetches for 10 concurrent first calls, want 1", f.Calls())
 	}
 	// Fresh: from the cache, even after a rotation.
-	f.set("finnhub", `{"token_finnhub":"v2"}`)
+	f.Set("finnhub", `{"token_finnhub":"v2"}`)
 	clk.add(59 * time.Minute)
-	if v := token(); v != "v1" || f.calls.Load() != 1 {
-		t.Fatalf("within Refresh: %q after %d fetches", v, f.calls.Load())
+	if v := token(); v != "v1" || f.Calls() != 1 {
+		t.Fatalf("within Refresh: %q after %d fetches", v, f.Calls())
 	}
 	// Stale: fetched again, the rotated value picked up.
 	clk.add(2 * time.Minute)
-	if v := token(); v != "v2" || f.calls.Load() != 2 {
-		t.Fatalf("after Refresh: %q after %d fetches", v, f.calls.Load())
+	if v := token(); v != "v2" || f.Calls() != 2 {
+		t.Fatalf("after Refresh: %q after %d fetches", v, f.Calls())
 	}
 	// A failing refresh serves the cached value, and waits 30s to retry.
-	f.set("finnhub", `{"token_finnhub":"v3"}`)
-	f.failWith("InternalServiceError")
+	f.Set("finnhub", `{"token_finnhub":"v3"}`)
+	f.FailWith("InternalServiceError")
 	clk.add(2 * time.Hour)
 	if v := token(); v != "v2" || p.LastError() == nil {
 		t.Fatalf("failed refresh: %q, LastError %v", v, p.LastError())
 	}
-	calls := f.calls.Load()
+	calls := f.Calls()
 	clk.add(10 * time.Second)
 	_ = token()
-	if f.calls.Load() != calls {
+	if f.Calls() != calls {
 		t.Fatal("retried a failed refresh before 30s")
 	}
-	f.failWith("")
+	f.FailWith("")
 	clk.add(21 * time.Second)
 	if v := token(); v != "v3" || p.LastError() != nil {
 		t.Fatalf("after recovery: %q, LastError %v", v, p.LastError())
 	}
 	// Invalidate forces a fetch.
-	f.set("finnhub", `{"token_finnhub":"v4"}`)
+	f.Set("finnhub", `{"token_finnhub":"v4"}`)
 	p.Invalidate()
 	if v := token(); v != "v4" {
 		t.Fatalf("after Invalidate: %q", v)
@@ -240,12 +169,10 @@ func TestEnv(t *testing.T) {
 // TestOpenSecretsManager: the standard AWS configuration, with the endpoint
 // from AWS_ENDPOINT_URL_SECRETS_MANAGER, reaches the (fake) server.
 func TestOpenSecretsManager(t *testing.T) {
-	f := &fakeSecretsManager{secrets: map[string]string{"prod/finnhub": `{"token_finnhub":"` + tok + `"}`}}
-	ts := httptest.NewServer(f)
-	defer ts.Close()
+	f := awstest.NewSecretsManager(t, map[string]string{"prod/finnhub": `{"token_finnhub":"` + tok + `"}`})
 	for k, v := range map[string]string{
 		"AWS_ACCESS_KEY_ID": "heal-test", "AWS_SECRET_ACCESS_KEY": "heal-test-not-a-secret", "AWS_REGION": "us-east-1",
-		"AWS_ENDPOINT_URL_SECRETS_MANAGER": ts.URL, "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+		"AWS_ENDPOINT_URL_SECRETS_MANAGER": f.URL, "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
 	} {
 		t.Setenv(k, v)
 	}

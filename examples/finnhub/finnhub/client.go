@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/selfheal/heal"
+	"github.com/selfheal/heal/secret"
 )
 
 // DefaultBaseURL is Finnhub's API root.
@@ -113,6 +114,12 @@ type Options struct {
 	// Token is the API key, sent in the X-Finnhub-Token header. An empty
 	// token is sent as none (Finnhub answers 401).
 	Token string
+	// TokenProvider, if set, is asked for the token on every request
+	// instead of Token (e.g. [secret.SecretsManager], which caches it and
+	// picks up a rotated secret). After a 401 the client calls its
+	// Invalidate method, if it has one, so the next request fetches the
+	// token again.
+	TokenProvider secret.Provider
 	// BaseURL is the API root. "": DefaultBaseURL. Point it at a
 	// finnhubtest.Server in tests.
 	BaseURL string
@@ -136,6 +143,7 @@ type Options struct {
 // Engine). It is safe for concurrent use.
 type Client struct {
 	token   string
+	tokens  secret.Provider
 	base    string
 	hc      *http.Client
 	timeout time.Duration
@@ -150,7 +158,7 @@ func NewClient(opts *Options) (*Client, error) {
 	if opts != nil {
 		o = *opts
 	}
-	c := &Client{token: o.Token, base: strings.TrimRight(o.BaseURL, "/"), hc: o.HTTPClient,
+	c := &Client{token: o.Token, tokens: o.TokenProvider, base: strings.TrimRight(o.BaseURL, "/"), hc: o.HTTPClient,
 		timeout: o.Timeout, maxBody: o.MaxBody, clock: o.Clock, log: o.Logger}
 	if c.base == "" {
 		c.base = DefaultBaseURL
@@ -288,8 +296,16 @@ func (c *Client) get(ctx context.Context, path, symbol string, q url.Values, v a
 	if err != nil {
 		return heal.Permanent(fmt.Errorf("finnhub: %s %s: %w", path, symbol, err))
 	}
-	if c.token != "" {
-		req.Header.Set("X-Finnhub-Token", c.token)
+	tok := c.token
+	if c.tokens != nil {
+		if tok, err = c.tokens.Token(ctx); err != nil {
+			// The provider's errors name the secret, never its value, and
+			// are classified (a missing secret is permanent).
+			return fmt.Errorf("finnhub: %s %s: api token: %w", path, symbol, err)
+		}
+	}
+	if tok != "" {
+		req.Header.Set("X-Finnhub-Token", tok)
 	}
 	req.Header.Set("Accept", "application/json")
 	start := time.Now()
@@ -300,27 +316,32 @@ func (c *Client) get(ctx context.Context, path, symbol string, q url.Values, v a
 		if ctx.Err() != nil && errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("finnhub: %s %s: timed out after %s: %w", path, symbol, c.timeout, context.DeadlineExceeded)
 		}
-		return fmt.Errorf("finnhub: %s %s: %w", path, symbol, c.scrub(err))
+		return fmt.Errorf("finnhub: %s %s: %w", path, symbol, c.scrub(err, tok))
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
 	c.log.LogAttrs(ctx, slog.LevelDebug, "finnhub call", slog.String("endpoint", path),
 		slog.String("symbol", symbol), slog.Int("status", resp.StatusCode), slog.Duration("elapsed", time.Since(start)))
 	if err != nil {
-		return fmt.Errorf("finnhub: %s %s: reading body: %w", path, symbol, c.scrub(err))
+		return fmt.Errorf("finnhub: %s %s: reading body: %w", path, symbol, c.scrub(err, tok))
 	}
 	if int64(len(body)) > c.maxBody {
 		return fmt.Errorf("finnhub: %s %s: %w: body larger than %d bytes", path, symbol, ErrMalformed, c.maxBody)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return c.classify(resp, path, symbol, body)
+		if resp.StatusCode == http.StatusUnauthorized && c.tokens != nil {
+			if inv, ok := c.tokens.(interface{ Invalidate() }); ok {
+				inv.Invalidate() // a rotated secret is fetched next time
+			}
+		}
+		return c.classify(resp, path, symbol, body, tok)
 	}
 	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "" && mt != "application/json" {
-		return fmt.Errorf("finnhub: %s %s: %w: content type %q: %s", path, symbol, ErrMalformed, mt, c.excerpt(body))
+		return fmt.Errorf("finnhub: %s %s: %w: content type %q: %s", path, symbol, ErrMalformed, mt, excerpt(body, tok))
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("finnhub: %s %s: %w: %v: %s", path, symbol, ErrMalformed, err, c.excerpt(body))
+		return fmt.Errorf("finnhub: %s %s: %w: %v: %s", path, symbol, ErrMalformed, err, excerpt(body, tok))
 	}
 	if dec.More() {
 		return fmt.Errorf("finnhub: %s %s: %w: data after the JSON value", path, symbol, ErrMalformed)
@@ -331,15 +352,15 @@ func (c *Client) get(ctx context.Context, path, symbol string, q url.Values, v a
 // classify turns a non-200 answer into an error the engine acts on: 401 and
 // 403 (and other 4xx) permanent, 429 with the wait Finnhub asks for, 5xx
 // retryable.
-func (c *Client) classify(resp *http.Response, path, symbol string, body []byte) error {
+func (c *Client) classify(resp *http.Response, path, symbol string, body []byte, tok string) error {
 	e := &APIError{Status: resp.StatusCode, Endpoint: path, Symbol: symbol, RateLimit: rateLimit(resp.Header)}
 	var eb struct {
 		Error string `json:"error"`
 	}
 	if json.Unmarshal(body, &eb) == nil && eb.Error != "" {
-		e.Message = c.scrubString(eb.Error)
+		e.Message = scrubString(eb.Error, tok)
 	} else {
-		e.Message = c.excerpt(body)
+		e.Message = excerpt(body, tok)
 	}
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests:
@@ -378,29 +399,29 @@ func rateLimit(h http.Header) RateLimit {
 }
 
 // excerpt is the start of a body for an error message, token removed.
-func (c *Client) excerpt(b []byte) string {
+func excerpt(b []byte, tok string) string {
 	const n = 120
 	s := strings.ToValidUTF8(string(b), "?")
 	if len(s) > n {
 		s = s[:n] + "…"
 	}
-	return c.scrubString(strings.TrimSpace(s))
+	return scrubString(strings.TrimSpace(s), tok)
 }
 
-func (c *Client) scrubString(s string) string {
-	if c.token == "" {
+func scrubString(s, tok string) string {
+	if tok == "" {
 		return s
 	}
-	return strings.ReplaceAll(s, c.token, "[token]")
+	return strings.ReplaceAll(s, tok, "[token]")
 }
 
 // scrub returns err with the token removed from its message, in case a
 // proxy or a server echoed it.
-func (c *Client) scrub(err error) error {
-	if c.token == "" || !strings.Contains(err.Error(), c.token) {
+func (c *Client) scrub(err error, tok string) error {
+	if tok == "" || !strings.Contains(err.Error(), tok) {
 		return err
 	}
-	return &scrubbed{msg: c.scrubString(err.Error()), err: err}
+	return &scrubbed{msg: scrubString(err.Error(), tok), err: err}
 }
 
 type scrubbed struct {
