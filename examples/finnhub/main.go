@@ -31,11 +31,13 @@ import (
 	"github.com/apache/arrow/go/v17/arrow"
 
 	"github.com/selfheal/heal"
+	"github.com/selfheal/heal/alarm"
 	"github.com/selfheal/heal/audit"
 	"github.com/selfheal/heal/cost"
 	"github.com/selfheal/heal/examples/finnhub/finnhub"
 	"github.com/selfheal/heal/examples/finnhub/finnhubtest"
 	"github.com/selfheal/heal/metrics"
+	"github.com/selfheal/heal/secret"
 	"github.com/selfheal/heal/sink"
 	"github.com/selfheal/heal/source"
 )
@@ -48,11 +50,14 @@ type config struct {
 	Drop       int
 	Seed       int64
 	Symbols    []string
-	Lake       string // "": a new folder under os.TempDir()
+	Lake       string // a directory or s3://bucket/prefix; "": a new folder under os.TempDir()
+	Stream     string // kinesis://NAME: live quotes travel this stream into the lake ("": straight in)
+	Alarm      string // alarm.Open URLs (sns://ARN, https://hook), comma-separated ("": printed only)
 	Lookback   time.Duration
 	AuditEvery time.Duration
 	FaultRate  float64       // 5xx answers of the fake server, per request
 	FreePlan   bool          // the fake answers candles with 403, as for a free key
+	NoHistory  []string      // the fake answers these symbols' candles with 403
 	PerMinute  int           // the source's declared per-minute limit, and the fake's
 	Until      time.Duration // stop at this New York time of day (0: the close)
 	Verbose    bool
@@ -65,9 +70,11 @@ type config struct {
 	serverPerMinute int // the fake's limit when a test sets it apart (0: PerMinute)
 
 	// Real-API mode.
-	Token    string
-	BaseURL  string
-	Duration time.Duration
+	Token       secret.Provider // FINNHUB_TOKEN or -token-secret
+	TokenSecret string          // Secrets Manager secret name or ARN
+	TokenKey    string          // JSON key inside it ("": the whole string)
+	BaseURL     string
+	Duration    time.Duration
 }
 
 func main() {
@@ -78,7 +85,12 @@ func main() {
 		}
 		os.Exit(2)
 	}
-	cfg.Token = os.Getenv("FINNHUB_TOKEN")
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if cfg.Token, err = tokenProvider(ctx, cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "finnhub:", err)
+		os.Exit(1)
+	}
 	if cfg.Metrics != "" {
 		c, stopMetrics, err := serveMetrics(cfg.Metrics, os.Stdout)
 		if err != nil {
@@ -88,9 +100,7 @@ func main() {
 		defer stopMetrics()
 		cfg.collector = c
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if cfg.Token != "" {
+	if cfg.Token != nil {
 		err = runReal(ctx, cfg, os.Stdout)
 	} else {
 		var r *run
@@ -119,11 +129,16 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	fs.IntVar(&cfg.Drop, "drop", 1, "symbols the glitch skips each minute (0: no glitch)")
 	fs.Int64Var(&cfg.Seed, "seed", 1, "seed of the simulated market, the glitch and the injected faults")
 	syms := fs.String("symbols", strings.Join(finnhubtest.DefaultSymbols, ","), "comma-separated symbols to poll (a symbol with ':' such as BINANCE:BTCUSDT trades 24/7)")
-	fs.StringVar(&cfg.Lake, "lake", "", "lake directory (default: a new folder under "+os.TempDir()+")")
+	fs.StringVar(&cfg.Lake, "lake", "", "the lake: a directory, or s3://BUCKET/PREFIX (add ?use_path_style=true for most local S3 servers) with the standard AWS configuration (default: a new folder under "+os.TempDir()+")")
+	fs.StringVar(&cfg.Stream, "stream", "", "kinesis://STREAM: live quotes go to this Kinesis stream, and a consumer in this process lands it in the lake (the original's Firehose)")
+	fs.StringVar(&cfg.Alarm, "alarm", "", "also send alarms here: sns://TOPIC-ARN or an https:// webhook (Slack-compatible); several, comma-separated")
+	fs.StringVar(&cfg.TokenSecret, "token-secret", "", "real API: read the token from this AWS Secrets Manager secret (name or ARN) instead of FINNHUB_TOKEN")
+	fs.StringVar(&cfg.TokenKey, "token-key", "", `real API: the JSON key holding the token inside -token-secret, e.g. "token_finnhub" (default: the whole secret string)`)
 	fs.DurationVar(&cfg.Lookback, "lookback", 2*time.Hour, "how far back each audit looks")
 	fs.DurationVar(&cfg.AuditEvery, "audit-every", time.Hour, "how often to audit and repair, in simulated (or real) time")
 	fs.Float64Var(&cfg.FaultRate, "fault-rate", 0, "simulation: share of fake API calls answered 500, 502 or 503 (retried by heal)")
 	fs.BoolVar(&cfg.FreePlan, "free-plan", false, "simulation: act as a free Finnhub key, whose candle requests get 403 (repairs alarm)")
+	noHistory := fs.String("no-history", "", "simulation: comma-separated symbols whose candles the fake refuses with 403, as for a plan without their exchange (their gaps alarm)")
 	fs.IntVar(&cfg.PerMinute, "per-minute", 60, "API calls allowed per minute, live and repair together (60 on Finnhub's free plan)")
 	fs.StringVar(&cfg.BaseURL, "base-url", finnhub.DefaultBaseURL, "real API: the API root")
 	fs.DurationVar(&cfg.Duration, "duration", 0, "real API: stop after this long (0: at the session close, or Ctrl-C)")
@@ -140,8 +155,15 @@ hourly bars and alarm on what it cannot heal.
 
 Without FINNHUB_TOKEN: simulates -days trading days against a fake Finnhub
 server, -speed times faster than real time, and prints before/after tables.
-With FINNHUB_TOKEN set: polls https://finnhub.io in real time (stock candles
-are premium: with a free key every repair gets 403 and alarms).
+With FINNHUB_TOKEN set, or -token-secret: polls https://finnhub.io in real
+time (stock candles are premium: with a free key every repair gets 403 and
+alarms).
+
+On AWS, as the original pipeline ran: -lake s3://BUCKET/PREFIX, -stream
+kinesis://STREAM, -alarm sns://TOPIC-ARN, -token-secret NAME; credentials and
+region come from the standard AWS configuration (environment, shared files,
+instance role), and AWS_ENDPOINT_URL_<SERVICE> points a client at a local
+server.
 
 Flags:
 `)
@@ -158,6 +180,11 @@ Flags:
 	for _, s := range strings.Split(*syms, ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			cfg.Symbols = append(cfg.Symbols, s)
+		}
+	}
+	for _, s := range strings.Split(*noHistory, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			cfg.NoHistory = append(cfg.NoHistory, s)
 		}
 	}
 	if *until != "" {
@@ -220,7 +247,9 @@ type run struct {
 	Days   []*simDay
 	Wall   time.Duration
 
-	alarms *alarmLog
+	alarms  *alarmLog
+	alarmer heal.Alarmer // -alarm, or nil
+	stream  *stream      // -stream, or nil
 }
 
 // simDay is one simulated session.
@@ -235,10 +264,13 @@ type simDay struct {
 	mu          sync.Mutex
 }
 
-// Close stops the fake servers.
+// Close stops the fake servers and the stream's consumer.
 func (r *run) Close() {
 	for _, d := range r.Days {
 		d.Server.Close()
+	}
+	if r.stream != nil {
+		r.stream.Close()
 	}
 }
 
@@ -249,20 +281,24 @@ func simulate(ctx context.Context, cfg config, out io.Writer) (*run, error) {
 	r := &run{cfg: cfg, Quotes: finnhub.Quotes(), Rule: audit.USEquities(), alarms: &alarmLog{out: out, quiet: cfg.Quiet}}
 	r.Bars = finnhub.NewBars(r.Rule, nil)
 	r.alarms.loc = r.Rule.Location
-	dir := cfg.Lake
-	if dir == "" {
-		var err error
-		if dir, err = os.MkdirTemp("", "heal-finnhub-"); err != nil {
-			return nil, err
-		}
-	}
-	lake, err := sink.OpenDir(dir, nil)
+	lake, dir, err := openLake(ctx, cfg.Lake)
 	if err != nil {
 		return nil, err
 	}
 	r.Lake, r.Dir = lake, dir
+	if cfg.Alarm != "" {
+		if r.alarmer, err = alarm.Open(ctx, cfg.Alarm); err != nil {
+			return nil, fmt.Errorf("-alarm: %w", err)
+		}
+	}
+	if r.stream, err = openStream(ctx, cfg.Stream, r.Quotes, lake, true, cfg.Speed, r.logger(out)); err != nil {
+		return nil, err
+	}
 	fmt.Fprintf(out, "Simulating %d trading day(s) from %s for %d symbols at %gx; the glitch skips %d symbol(s) a minute.\n",
 		cfg.Days, cfg.Day.Format("Mon 2006-01-02"), len(cfg.Symbols), cfg.Speed, cfg.Drop)
+	if r.stream != nil {
+		fmt.Fprintf(out, "Live quotes travel Kinesis stream %s into the lake %s.\n", r.stream.name, dir)
+	}
 	d := cfg.Day.Add(12 * time.Hour)
 	for n := 0; n < cfg.Days; d = d.AddDate(0, 0, 1) {
 		if !r.Rule.IsTradingDay(d) {
@@ -298,8 +334,12 @@ func (r *run) simulateDay(ctx context.Context, day time.Time, out io.Writer) (*s
 		serverLimit = cfg.serverPerMinute
 	}
 	fake := finnhubtest.NewServer(&finnhubtest.Options{Clock: clock, Seed: cfg.Seed, Symbols: cfg.Symbols, PerMinute: serverLimit})
-	if cfg.FaultRate > 0 {
-		fake.SetFaults(finnhubtest.Faults{Status: map[int]float64{500: cfg.FaultRate / 3, 502: cfg.FaultRate / 3, 503: cfg.FaultRate / 3}})
+	if cfg.FaultRate > 0 || len(cfg.NoHistory) > 0 {
+		f := finnhubtest.Faults{Forbidden: cfg.NoHistory}
+		if cfg.FaultRate > 0 {
+			f.Status = map[int]float64{500: cfg.FaultRate / 3, 502: cfg.FaultRate / 3, 503: cfg.FaultRate / 3}
+		}
+		fake.SetFaults(f)
 	}
 	token := finnhubtest.Token
 	if cfg.FreePlan {
@@ -322,11 +362,11 @@ func (r *run) simulateDay(ctx context.Context, day time.Time, out io.Writer) (*s
 	progress := &progress{out: out, quiet: cfg.Quiet, loc: r.Rule.Location}
 	lastPoll, lastOnce := make(chan struct{}, 1), &sync.Once{}
 	firstPoll, firstOnce := make(chan struct{}, 1), &sync.Once{}
-	eng, err := heal.New(r.Quotes, sd.Rec, lake, &heal.Options{
+	opts := &heal.Options{
 		Keys:         cfg.Symbols,
 		Rule:         r.Rule,
 		Transformers: []heal.Transformer{r.Bars},
-		Alarmer:      heal.MultiAlarmer(heal.LogAlarmer(logger), r.alarms),
+		Alarmer:      alarmers(heal.LogAlarmer(logger), r.alarms, r.alarmer),
 		Logger:       logger,
 		Clock:        clock,
 		Lookback:     cfg.Lookback,
@@ -347,7 +387,12 @@ func (r *run) simulateDay(ctx context.Context, day time.Time, out io.Writer) (*s
 				progress.audit(ev)
 			}
 		})),
-	})
+	}
+	if r.stream != nil {
+		opts.LiveSink = r.stream.sink
+		_, _, opts.Settle = streamTimes(true, cfg.Speed)
+	}
+	eng, err := heal.New(r.Quotes, sd.Rec, lake, opts)
 	if err != nil {
 		return sd, err
 	}
@@ -386,7 +431,15 @@ func (r *run) simulateDay(ctx context.Context, day time.Time, out io.Writer) (*s
 	}
 	clock.release()
 	// Let the last minute settle, then one final pass over the session.
-	if wait := close.Add(time.Minute + time.Second).Sub(clock.Now()); wait > 0 {
+	settle := time.Minute
+	if r.stream != nil {
+		// Everything the live path sent must have landed first.
+		if err := r.stream.drain(ctx, 30*time.Second); err != nil {
+			return sd, err
+		}
+		_, _, settle = streamTimes(true, cfg.Speed)
+	}
+	if wait := close.Add(settle + time.Second).Sub(clock.Now()); wait > 0 {
 		select {
 		case <-ctx.Done():
 			return sd, ctx.Err()
@@ -782,20 +835,26 @@ func runReal(ctx context.Context, cfg config, out io.Writer) error {
 	rule := audit.USEquities()
 	quotes := finnhub.Quotes()
 	bars := finnhub.NewBars(rule, nil)
-	dir := cfg.Lake
-	if dir == "" {
-		var err error
-		if dir, err = os.MkdirTemp("", "heal-finnhub-"); err != nil {
-			return err
-		}
-	}
-	lake, err := sink.OpenDir(dir, nil)
+	lake, dir, err := openLake(ctx, cfg.Lake)
 	if err != nil {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	var extra heal.Alarmer
+	if cfg.Alarm != "" {
+		if extra, err = alarm.Open(ctx, cfg.Alarm); err != nil {
+			return fmt.Errorf("-alarm: %w", err)
+		}
+	}
 	meter, lake := newMeter(lake, heal.SystemClock{}, quotes.Name, bars.Output().Name)
-	client, err := finnhub.NewClient(&finnhub.Options{BaseURL: cfg.BaseURL, Token: cfg.Token, Logger: logger,
+	st, err := openStream(ctx, cfg.Stream, quotes, lake, false, 1, logger)
+	if err != nil {
+		return err
+	}
+	if st != nil {
+		defer st.Close()
+	}
+	client, err := finnhub.NewClient(&finnhub.Options{BaseURL: cfg.BaseURL, TokenProvider: cfg.Token, Logger: logger,
 		HTTPClient: &http.Client{Transport: meter.Transport(nil)}})
 	if err != nil {
 		return err
@@ -804,11 +863,16 @@ func runReal(ctx context.Context, cfg config, out io.Writer) error {
 	limits.Rates[0].Calls = cfg.PerMinute
 	src := source.Glitch(finnhub.NewSource(client, &finnhub.SourceOptions{Limits: limits}), quotes, cfg.Symbols, cfg.Drop, cfg.Seed)
 	alarms := &alarmLog{out: out, loc: rule.Location}
-	eng, err := heal.New(quotes, src, lake, &heal.Options{
+	opts := &heal.Options{
 		Keys: cfg.Symbols, Rule: rule, Transformers: []heal.Transformer{bars},
-		Alarmer: heal.MultiAlarmer(heal.LogAlarmer(logger), alarms), Logger: logger,
+		Alarmer: alarmers(heal.LogAlarmer(logger), alarms, extra), Logger: logger,
 		Lookback: cfg.Lookback, AuditEvery: cfg.AuditEvery, Observer: observers(meter, collectorOf(cfg)),
-	})
+	}
+	if st != nil {
+		opts.LiveSink = st.sink
+		_, _, opts.Settle = streamTimes(false, 1)
+	}
+	eng, err := heal.New(quotes, src, lake, opts)
 	if err != nil {
 		return err
 	}
@@ -839,6 +903,11 @@ func runReal(ctx context.Context, cfg config, out io.Writer) error {
 	// A final pass with a fresh context, so Ctrl-C still leaves a report.
 	fctx, fcancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer fcancel()
+	if st != nil {
+		if err := st.drain(fctx, time.Minute); err != nil {
+			return err
+		}
+	}
 	w := heal.NewWindow(now.Truncate(time.Minute), time.Now())
 	if trading {
 		w = heal.NewWindow(open, close)

@@ -114,6 +114,9 @@ type Faults struct {
 	NoData []heal.Window
 	// NoDataRate is the rate of candle requests answered no_data.
 	NoDataRate float64
+	// Forbidden are symbols whose candle requests are answered 403, as
+	// for a plan without their exchange: their gaps cannot be repaired.
+	Forbidden []string
 }
 
 // Counters are what the server saw. Calls include every request, answered
@@ -503,6 +506,12 @@ func (s *Server) candle(w http.ResponseWriter, r *http.Request) {
 	case err1 != nil || err2 != nil || to < from:
 		s.fail(w, http.StatusUnprocessableEntity, "Wrong from or to.")
 		return
+	}
+	for _, fs := range f.Forbidden {
+		if fs == sym {
+			s.fail(w, http.StatusForbidden, "You don't have access to this resource.")
+			return
+		}
 	}
 	start, end := time.Unix(from, 0).UTC(), time.Unix(to, 0).UTC().Add(time.Second) // to is inclusive
 	if lim := start.Add(31 * 24 * time.Hour); end.After(lim) {
