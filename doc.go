@@ -23,6 +23,12 @@
 // cron or Lambda: all state the engine needs between runs lives in the
 // ledger, inside the lake, under _heal/ledger/<dataset>/.
 //
+// To scale out, the work an engine plans is a [Job] (a live tick, a repair,
+// a resynthesis): with Options.Dispatcher set the engine sends its jobs to a
+// queue and workers run them with [Engine.RunJob]
+// ([github.com/selfheal/heal/dispatch] does it through SQS and Lambda), and
+// with Options.Shard several engines split the keys ([Shard]).
+//
 // # Implementing a Source or Lake
 //
 // Most users implement a [Source] for their data and use the Parquet lake
