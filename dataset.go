@@ -34,7 +34,17 @@ type Dataset struct {
 	Grain time.Duration
 	// Partition is the time span of one partition directory. Zero: a day.
 	Partition Period
+	// Version is the major version of the schema: 0 or 1 for the first.
+	// Additive changes (a new nullable column) keep the version, and the
+	// lake reads files written before them with the new column null. A
+	// breaking change (a column renamed, retyped or removed) is a new
+	// major: a Dataset of its own, with its own Name (its own raw zone),
+	// tied to the earlier majors by [github.com/selfheal/heal/evolve].
+	Version int
 }
+
+// Major is the schema's major version: Version, or 1 when Version is 0.
+func (d *Dataset) Major() int { return max(d.Version, 1) }
 
 // Validate reports what is wrong with the description, naming the field.
 func (d *Dataset) Validate() error {
@@ -49,6 +59,9 @@ func (d *Dataset) Validate() error {
 	}
 	if d.Grain <= 0 || (24*time.Hour)%d.Grain != 0 {
 		return fmt.Errorf("heal: dataset %q: Grain %s must be positive and divide 24h", d.Name, d.Grain)
+	}
+	if d.Version < 0 {
+		return fmt.Errorf("heal: dataset %q: Version %d is negative", d.Name, d.Version)
 	}
 	if d.Partition < PeriodDay || d.Partition > PeriodYear {
 		return fmt.Errorf("heal: dataset %q: unknown Partition %d", d.Name, d.Partition)
@@ -95,23 +108,13 @@ func (d *Dataset) PartitionOf(key string, t time.Time) Partition {
 	return Partition{Dataset: d.Name, Key: key, Start: d.Partition.Floor(t), Period: d.Partition}
 }
 
-// CheckSchema reports, as an *InputError naming the first differing field,
-// whether s is not the dataset's schema (names, types and order; nullability
-// and metadata are not compared).
+// CheckSchema reports, as an *InputError, whether s is not the dataset's
+// schema (names, types and order; nullability and metadata are not
+// compared). The error's Field is the first column at fault, and it wraps
+// a *[SchemaError] naming every column that differs.
 func (d *Dataset) CheckSchema(s *arrow.Schema) error {
-	want := d.Schema.Fields()
-	got := s.Fields()
-	for i, f := range want {
-		if i >= len(got) {
-			return &InputError{Dataset: d.Name, Field: f.Name, Row: -1, Err: fmt.Errorf("%w: column missing", ErrSchemaMismatch)}
-		}
-		if got[i].Name != f.Name || !arrow.TypeEqual(got[i].Type, f.Type) {
-			return &InputError{Dataset: d.Name, Field: f.Name, Row: -1,
-				Err: fmt.Errorf("%w: column %d is %s %s, want %s %s", ErrSchemaMismatch, i, got[i].Name, got[i].Type, f.Name, f.Type)}
-		}
-	}
-	if len(got) > len(want) {
-		return &InputError{Dataset: d.Name, Field: got[len(want)].Name, Row: -1, Err: fmt.Errorf("%w: unexpected column", ErrSchemaMismatch)}
+	if e := DiffSchema(d.Schema, s); e != nil {
+		return &InputError{Dataset: d.Name, Field: e.First(), Row: -1, Err: e}
 	}
 	return nil
 }
