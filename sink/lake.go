@@ -103,10 +103,12 @@ type Options struct {
 // read once, then merged by Compact). A crash during Compact leaves the
 // data correct. A file that is not valid Parquet, or whose schema or rows do
 // not match the dataset, is moved aside and logged; reads carry on with the
-// remaining files. This includes files written under an earlier schema of
-// the dataset: changing a dataset's columns or types quarantines its
-// existing files on their next read (recoverable from _quarantine/), so
-// migrate the data rather than the definition alone.
+// remaining files. Files written before a nullable column was added to the
+// dataset are read with that column null (columns are matched by name);
+// any other change of a dataset's columns or types (a breaking change)
+// quarantines its existing files on their next read (recoverable from
+// _quarantine/): declare a new major version in a dataset of its own
+// instead (see [heal.Dataset].Version and package evolve).
 type Lake struct {
 	store Store
 	mem   memory.Allocator

@@ -148,20 +148,13 @@ func secondsStoredAsMillis(want, got arrow.DataType) bool {
 	return ok1 && ok2 && w.Unit == arrow.Second && g.Unit == arrow.Millisecond && w.TimeZone == g.TimeZone
 }
 
-// checkFileSchema reports whether a file's schema is not the dataset's
-// (names and types, in order), allowing seconds stored as milliseconds.
+// checkFileSchema reports whether a file's schema is not the dataset's:
+// the same columns by name and type, allowing seconds stored as
+// milliseconds and, in a file written before they were added, missing
+// nullable columns (see fileColumns).
 func checkFileSchema(ds *heal.Dataset, sc *arrow.Schema) error {
-	want, got := ds.Schema.Fields(), sc.Fields()
-	if len(want) != len(got) {
-		return fmt.Errorf("%w: file has %d columns, dataset %d", heal.ErrSchemaMismatch, len(got), len(want))
-	}
-	for i, w := range want {
-		g := got[i]
-		if g.Name != w.Name || !(arrow.TypeEqual(g.Type, w.Type) || secondsStoredAsMillis(w.Type, g.Type)) {
-			return fmt.Errorf("%w: column %d is %s %s, want %s %s", heal.ErrSchemaMismatch, i, g.Name, g.Type, w.Name, w.Type)
-		}
-	}
-	return nil
+	_, err := fileColumns(ds, sc)
+	return err
 }
 
 // readAll reads every row of f as one record with the dataset's schema and
@@ -209,7 +202,11 @@ func (l *Lake) readKeyTime(ctx context.Context, ds *heal.Dataset, f *openFile) (
 			err = classify(ctx, f.name, f.obj, fmt.Errorf("panic decoding: %v", r))
 		}
 	}()
-	ki, ti := f.fr.Manifest.Fields[ds.KeyIndex()].ColIndex, f.fr.Manifest.Fields[ds.TimeIndex()].ColIndex
+	cols, err := fileColumns(ds, f.sc)
+	if err != nil {
+		return nil, nil, 0, &corruptError{name: f.name, err: err}
+	}
+	ki, ti := f.fr.Manifest.Fields[cols[ds.KeyIndex()]].ColIndex, f.fr.Manifest.Fields[cols[ds.TimeIndex()]].ColIndex
 	if ki < 0 || ti < 0 {
 		return nil, nil, 0, &corruptError{name: f.name, err: errors.New("key or time is not a leaf column")}
 	}
@@ -298,12 +295,14 @@ func tableToRecord(mem memory.Allocator, tbl arrow.Table) (arrow.Record, error) 
 }
 
 // conform returns rec with the dataset's schema, converting columns Parquet
-// stored in another unit back.
+// stored in another unit back and filling columns added since the file
+// was written with nulls.
 func conform(mem memory.Allocator, ds *heal.Dataset, rec arrow.Record) (arrow.Record, error) {
-	if err := checkFileSchema(ds, rec.Schema()); err != nil {
+	at, err := fileColumns(ds, rec.Schema())
+	if err != nil {
 		return nil, err
 	}
-	cols := make([]arrow.Array, rec.NumCols())
+	cols := make([]arrow.Array, len(ds.Schema.Fields()))
 	defer func() {
 		for _, c := range cols {
 			if c != nil {
@@ -312,7 +311,11 @@ func conform(mem memory.Allocator, ds *heal.Dataset, rec arrow.Record) (arrow.Re
 		}
 	}()
 	for i, f := range ds.Schema.Fields() {
-		col := rec.Column(i)
+		if at[i] < 0 {
+			cols[i] = array.MakeArrayOfNull(mem, f.Type, int(rec.NumRows()))
+			continue
+		}
+		col := rec.Column(at[i])
 		if !secondsStoredAsMillis(f.Type, col.DataType()) {
 			col.Retain()
 			cols[i] = col
