@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 
 	"github.com/selfheal/heal"
 	"github.com/selfheal/heal/secret"
@@ -34,6 +36,12 @@ func openLake(ctx context.Context, where string) (*sink.Lake, string, error) {
 	if strings.HasPrefix(where, "s3://") {
 		st, err := sink.OpenS3(ctx, where, nil)
 		if err != nil {
+			return nil, "", fmt.Errorf("-lake: %w", err)
+		}
+		// Fail now, not after a day of polling, when the bucket is missing
+		// or the credentials cannot read it.
+		errStop := errors.New("stop")
+		if err := st.List(ctx, "_heal/datasets/", func(sink.ObjectInfo) error { return errStop }); err != nil && !errors.Is(err, errStop) {
 			return nil, "", fmt.Errorf("-lake: %w", err)
 		}
 		return sink.NewLake(st, nil), st.URL(), nil
@@ -85,6 +93,9 @@ func openStream(ctx context.Context, rawURL string, ds *heal.Dataset, lake heal.
 	client, name, err := sink.OpenKinesis(ctx, rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("-stream: %w", err)
+	}
+	if _, err := client.DescribeStreamSummary(ctx, streamInput(name)); err != nil {
+		return nil, fmt.Errorf("-stream %s: %w", name, err)
 	}
 	flush, poll, _ := streamTimes(simulated, speed)
 	c, err := sink.NewKinesisConsumer(client, name, ds, lake, &sink.KinesisConsumerOptions{
@@ -174,4 +185,12 @@ func alarmers(as ...heal.Alarmer) heal.Alarmer {
 		}
 	}
 	return heal.MultiAlarmer(all...)
+}
+
+// streamInput names a stream by name or ARN, as Kinesis wants it.
+func streamInput(stream string) *kinesis.DescribeStreamSummaryInput {
+	if strings.HasPrefix(stream, "arn:") {
+		return &kinesis.DescribeStreamSummaryInput{StreamARN: aws.String(stream)}
+	}
+	return &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(stream)}
 }

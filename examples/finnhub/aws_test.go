@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/selfheal/heal"
 	"github.com/selfheal/heal/alarm"
+	"github.com/selfheal/heal/examples/finnhub/finnhub"
 	"github.com/selfheal/heal/internal/awstest"
 	"github.com/selfheal/heal/sink"
 )
@@ -82,6 +84,14 @@ func TestAWSPipeline(t *testing.T) {
 		t.Setenv(k, v)
 	}
 	lakeURL := "s3://" + bucket + "/finnhub?use_path_style=true"
+
+	// A missing bucket or stream stops the run before it polls, named.
+	if _, _, err := openLake(ctx, "s3://"+bucket+"-missing/x?use_path_style=true"); err == nil || !strings.Contains(err.Error(), bucket+"-missing") {
+		t.Fatalf("openLake on a missing bucket: %v", err)
+	}
+	if _, err := openStream(ctx, "kinesis://"+streamName+"-missing", finnhub.Quotes(), nil, true, 1, nil); err == nil || !strings.Contains(err.Error(), "-stream "+streamName+"-missing") {
+		t.Fatalf("openStream on a missing stream: %v", err)
+	}
 	r := simulateForTest(t, nil, "-day", "2025-03-04", "-until", "11:00", "-speed", "3000", "-seed", "3",
 		"-lake", lakeURL, "-stream", "kinesis://"+streamName, "-alarm", "sns://"+aws.ToString(topic.TopicArn), "-no-history", "TSLA")
 	d := r.Days[0]
