@@ -95,8 +95,9 @@ func TestDistributedMatchesEmbedded(t *testing.T) {
 	for _, j := range c.jobs {
 		kinds[j.Kind]++
 	}
-	if kinds[heal.JobAcquire] == 0 || kinds[heal.JobRepair] == 0 {
-		t.Errorf("jobs by kind %v; want acquire and repair jobs", kinds)
+	t.Logf("jobs by kind: %v", kinds)
+	if kinds[heal.JobAcquire] == 0 || kinds[heal.JobRepair] == 0 || kinds[heal.JobResynth] == 0 {
+		t.Errorf("jobs by kind %v; want jobs of every kind", kinds)
 	}
 	for _, ds := range []*heal.Dataset{ticks(), hourly{}.Output()} {
 		a, an, err := scanAll(emb.ctx, emb.lake, ds)
