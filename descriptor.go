@@ -23,7 +23,8 @@ type Descriptor struct {
 	Time         string        `json:"time"`
 	Grain        time.Duration `json:"grain"`
 	Partition    Period        `json:"partition"`
-	Schema       string        `json:"schema"` // base64 Arrow IPC schema message
+	Version      int           `json:"version,omitempty"` // the schema's major, Dataset.Version
+	Schema       string        `json:"schema"`            // base64 Arrow IPC schema message
 	Keys         []string      `json:"keys"`
 	Rule         string        `json:"rule,omitempty"`         // the rule's String(), if it has one (e.g. "us-equities")
 	Derived      []string      `json:"derived,omitempty"`      // names of the datasets derived from this one
@@ -43,7 +44,7 @@ func (d *Descriptor) Dataset() (*Dataset, error) {
 		return nil, fmt.Errorf("heal: descriptor %q: schema: %w", d.Name, err)
 	}
 	defer r.Release()
-	ds := &Dataset{Name: d.Name, Schema: r.Schema(), Key: d.Key, Time: d.Time, Grain: d.Grain, Partition: d.Partition}
+	ds := &Dataset{Name: d.Name, Schema: r.Schema(), Key: d.Key, Time: d.Time, Grain: d.Grain, Partition: d.Partition, Version: d.Version}
 	return ds, ds.Validate()
 }
 
@@ -54,7 +55,7 @@ func describe(ds *Dataset, keys []string, rule CompletenessRule) (*Descriptor, e
 		return nil, fmt.Errorf("heal: describe %q: %w", ds.Name, err)
 	}
 	d := &Descriptor{
-		Name: ds.Name, Key: ds.Key, Time: ds.Time, Grain: ds.Grain, Partition: ds.Partition,
+		Name: ds.Name, Key: ds.Key, Time: ds.Time, Grain: ds.Grain, Partition: ds.Partition, Version: ds.Version,
 		Schema: base64.StdEncoding.EncodeToString(buf.Bytes()), Keys: append([]string(nil), keys...),
 	}
 	if s, ok := rule.(fmt.Stringer); ok {
