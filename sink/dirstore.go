@@ -35,7 +35,8 @@ const tempPrefix = ".tmp-"
 // rows that do not match the directory's key. Use such keys only on
 // case-sensitive filesystems or object stores.
 type DirStore struct {
-	root string
+	root   string
+	swapMu sync.Mutex // Swap's check-then-rename
 }
 
 // NewDirStore returns a store rooted at dir, creating dir if needed.

@@ -379,39 +379,55 @@ func (l *Lake) Rewrap(ctx context.Context, ds *heal.Dataset, from, to crypt.KeyP
 }
 
 func (l *Lake) rewrapRecord(ctx context.Context, name string, from, to crypt.KeyProvider, toID string) (bool, error) {
-	obj, err := l.store.Open(ctx, name)
-	if err != nil {
-		return false, err
+	sw, _ := l.store.(Swapper)
+	// A record changed under us (a concurrent Rewrap) is read again: at
+	// most a few times, as each change is a finished re-wrap.
+	for attempt := 0; ; attempt++ {
+		var data []byte
+		var version string
+		var err error
+		if sw != nil {
+			data, version, err = sw.ReadVersion(ctx, name)
+		} else {
+			data, err = l.readObject(ctx, name)
+		}
+		if err != nil {
+			return false, err
+		}
+		var rec keyRecord
+		if err := json.Unmarshal(data, &rec); err != nil || rec.V != 1 {
+			return false, errors.New("malformed key record")
+		}
+		if rec.KEK == toID {
+			return false, nil
+		}
+		key, err := from.Decrypt(ctx, rec.Wrapped, rec.KEK)
+		if err != nil {
+			return false, err
+		}
+		wrapped, id, err := to.Encrypt(ctx, key)
+		crypt.Wipe(key)
+		if err != nil {
+			return false, err
+		}
+		out, err := json.Marshal(keyRecord{V: 1, KEK: id, Wrapped: wrapped})
+		if err != nil {
+			return false, err
+		}
+		if sw == nil {
+			// An atomic overwrite: a concurrent reader sees the old record
+			// or the new, and both unwrap to the same key.
+			return true, l.store.Put(ctx, name, out, false)
+		}
+		// Replace only the record we read (S3: If-Match on its ETag), so
+		// two rotations racing on one record cannot both count it, and the
+		// loser re-reads what the winner wrote.
+		err = sw.Swap(ctx, name, out, version)
+		if err == nil {
+			return true, nil
+		}
+		if !errors.Is(err, ErrChanged) || attempt >= 3 {
+			return false, err
+		}
 	}
-	data, err := io.ReadAll(io.NewSectionReader(obj, 0, obj.Size()))
-	obj.Close()
-	if err != nil {
-		return false, err
-	}
-	var rec keyRecord
-	if err := json.Unmarshal(data, &rec); err != nil || rec.V != 1 {
-		return false, errors.New("malformed key record")
-	}
-	if rec.KEK == toID {
-		return false, nil
-	}
-	key, err := from.Decrypt(ctx, rec.Wrapped, rec.KEK)
-	if err != nil {
-		return false, err
-	}
-	wrapped, id, err := to.Encrypt(ctx, key)
-	crypt.Wipe(key)
-	if err != nil {
-		return false, err
-	}
-	out, err := json.Marshal(keyRecord{V: 1, KEK: id, Wrapped: wrapped})
-	if err != nil {
-		return false, err
-	}
-	// An atomic overwrite: a concurrent reader sees the old record or the
-	// new, and both unwrap to the same key.
-	if err := l.store.Put(ctx, name, out, false); err != nil {
-		return false, err
-	}
-	return true, nil
 }

@@ -15,13 +15,15 @@ import (
 // MemStore is a [Store] in memory, for tests and examples. Its zero value
 // is not usable; call [NewMemStore].
 type MemStore struct {
-	mu      sync.RWMutex
-	objects map[string]memObject
+	mu       sync.RWMutex
+	objects  map[string]memObject
+	versions int64 // puts so far: each object's version is the count at its put
 }
 
 type memObject struct {
-	data []byte
-	mod  time.Time
+	data    []byte
+	mod     time.Time
+	version int64
 }
 
 // NewMemStore returns an empty in-memory store.
@@ -44,6 +46,8 @@ func (s *MemStore) Put(ctx context.Context, name string, data []byte, ifAbsent b
 	if _, ok := s.objects[name]; ok && ifAbsent {
 		return fmt.Errorf("heal/sink: put %s: %w", name, heal.ErrExist)
 	}
+	s.versions++
+	obj.version = s.versions
 	s.objects[name] = obj
 	return nil
 }

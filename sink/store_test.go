@@ -173,6 +173,78 @@ func testStore(t *testing.T, s sink.Store) {
 		}
 	})
 
+	if sw, ok := s.(sink.Swapper); ok {
+		t.Run("Swap", func(t *testing.T) {
+			if _, _, err := sw.ReadVersion(ctx, "swap/missing"); !errors.Is(err, heal.ErrNotFound) {
+				t.Fatalf("ReadVersion of a missing name: %v, want heal.ErrNotFound", err)
+			}
+			if err := s.Put(ctx, "swap/k", []byte("v1"), true); err != nil {
+				t.Fatal(err)
+			}
+			data, v1, err := sw.ReadVersion(ctx, "swap/k")
+			if err != nil || string(data) != "v1" || v1 == "" {
+				t.Fatalf("ReadVersion = %q, %q, %v", data, v1, err)
+			}
+			if err := sw.Swap(ctx, "swap/k", []byte("v2"), v1); err != nil {
+				t.Fatalf("Swap with the version read: %v", err)
+			}
+			// A second writer that read v1 too loses, and stores nothing.
+			if err := sw.Swap(ctx, "swap/k", []byte("stale"), v1); !errors.Is(err, sink.ErrChanged) {
+				t.Fatalf("Swap with a stale version: %v, want sink.ErrChanged", err)
+			}
+			data, v2, err := sw.ReadVersion(ctx, "swap/k")
+			if err != nil || string(data) != "v2" || v2 == v1 {
+				t.Fatalf("after the lost swap: %q, version %q (was %q), %v", data, v2, v1, err)
+			}
+			// A plain overwrite also changes the version.
+			if err := s.Put(ctx, "swap/k", []byte("v3"), false); err != nil {
+				t.Fatal(err)
+			}
+			if err := sw.Swap(ctx, "swap/k", []byte("stale"), v2); !errors.Is(err, sink.ErrChanged) {
+				t.Fatalf("Swap after an overwrite: %v, want sink.ErrChanged", err)
+			}
+			if err := s.Delete(ctx, "swap/k"); err != nil {
+				t.Fatal(err)
+			}
+			if err := sw.Swap(ctx, "swap/k", []byte("stale"), v2); !errors.Is(err, sink.ErrChanged) {
+				t.Fatalf("Swap of a removed name: %v, want sink.ErrChanged", err)
+			}
+			if _, err := s.Open(ctx, "swap/k"); !errors.Is(err, heal.ErrNotFound) {
+				t.Fatalf("a lost Swap of a removed name created it: %v", err)
+			}
+			// Of many writers racing from one version, exactly one wins.
+			if err := s.Put(ctx, "swap/race", []byte("base"), true); err != nil {
+				t.Fatal(err)
+			}
+			_, base, err := sw.ReadVersion(ctx, "swap/race")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			won := []string{}
+			for i := range 8 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					val := fmt.Sprintf("w%d", i)
+					err := sw.Swap(ctx, "swap/race", []byte(val), base)
+					if err == nil {
+						mu.Lock()
+						won = append(won, val)
+						mu.Unlock()
+					} else if !errors.Is(err, sink.ErrChanged) {
+						t.Errorf("racing Swap: %v", err)
+					}
+				}()
+			}
+			wg.Wait()
+			if len(won) != 1 || read("swap/race") != won[0] {
+				t.Fatalf("winners %v, stored %q: want exactly one, stored", won, read("swap/race"))
+			}
+		})
+	}
+
 	t.Run("CanceledContext", func(t *testing.T) {
 		cctx, cancel := context.WithCancel(ctx)
 		cancel()
