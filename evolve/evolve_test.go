@@ -433,4 +433,9 @@ func TestLakeInventoryUnion(t *testing.T) {
 	if _, ok := vs.Lake(lake).(heal.Compactor); !ok {
 		t.Error("the wrapped lake lost Compact")
 	}
+	// A lake without a MetaStore does not gain one an engine would call.
+	bare := struct{ heal.Lake }{lake}
+	if _, ok := vs.Lake(bare).(heal.MetaStore); ok {
+		t.Error("the wrapper of a lake without MetaStore claims one")
+	}
 }

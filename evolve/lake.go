@@ -17,32 +17,42 @@ import (
 // ledger, compaction) goes to lake as it is; datasets that are not majors
 // of v pass through untouched.
 //
-// lake must implement [heal.MetaStore], as an engine requires; the result
-// implements [heal.Compactor] when lake does, and Unwrap returns lake.
+// The result implements [heal.MetaStore] when lake does (an engine
+// requires it: its ledger lives there), and then [heal.Compactor] when
+// lake does; Unwrap returns lake.
 //
 // A merged inventory holds, for the query, the presence bitmaps of every
 // major's partitions in memory at once (a few hundred bytes per partition
 // of minutes), to deliver them in order.
 func (v *Versions) Lake(lake heal.Lake) heal.Lake {
 	u := &unionLake{Lake: lake, v: v}
-	u.MetaStore, _ = lake.(heal.MetaStore)
-	if c, ok := lake.(heal.Compactor); ok {
-		return &compactingLake{unionLake: u, c: c}
+	ms, ok := lake.(heal.MetaStore)
+	if !ok {
+		return u
 	}
-	return u
+	m := &metaLake{unionLake: u, MetaStore: ms}
+	if c, ok := lake.(heal.Compactor); ok {
+		return &compactingLake{metaLake: m, c: c}
+	}
+	return m
 }
 
 type unionLake struct {
 	heal.Lake
-	heal.MetaStore // nil when lake has none: heal.New then refuses it, as it would lake
-	v              *Versions
+	v *Versions
+}
+
+type metaLake struct {
+	*unionLake
+	heal.MetaStore
 }
 
 type compactingLake struct {
-	*unionLake
+	*metaLake
 	c heal.Compactor
 }
 
+// Compact implements [heal.Compactor].
 func (l *compactingLake) Compact(ctx context.Context, ds *heal.Dataset, q heal.Query) (int, error) {
 	return l.c.Compact(ctx, ds, q)
 }
