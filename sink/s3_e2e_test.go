@@ -4,17 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
 	"github.com/apache/arrow/go/v17/arrow/memory"
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/sns"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/selfheal/heal"
 	"github.com/selfheal/heal/alarm"
@@ -60,44 +55,15 @@ func TestAWSEndToEnd(t *testing.T) {
 	_, bucket := awstest.ExternalS3(t)
 	kc := awstest.Kinesis(t)
 	stream := kinStream(t, kc, 2)
-	snsc, sqsc := awstest.SNS(t), awstest.SQS(t)
 	ctx := s3Ctx(t)
-	topic, err := snsc.CreateTopic(ctx, &sns.CreateTopicInput{Name: aws.String(awstest.Name("heal-e2e"))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	q, err := sqsc.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(awstest.Name("heal-e2e"))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	qa, err := sqsc.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: q.QueueUrl, AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := snsc.Subscribe(ctx, &sns.SubscribeInput{TopicArn: topic.TopicArn, Protocol: aws.String("sqs"), Endpoint: aws.String(qa.Attributes["QueueArn"]), Attributes: map[string]string{"RawMessageDelivery": "true"}}); err != nil {
-		t.Fatal(err)
-	}
-
-	// The standard AWS configuration, pointed at the local servers.
-	for k, v := range map[string]string{
-		"AWS_ACCESS_KEY_ID":           os.Getenv(awstest.EnvS3AccessKey),
-		"AWS_SECRET_ACCESS_KEY":       os.Getenv(awstest.EnvS3SecretKey),
-		"AWS_REGION":                  awstest.Region,
-		"AWS_ENDPOINT_URL_S3":         os.Getenv(awstest.EnvS3Endpoint),
-		"AWS_ENDPOINT_URL_KINESIS":    os.Getenv(awstest.EnvKinesisEndpoint),
-		"AWS_ENDPOINT_URL_SNS":        os.Getenv(awstest.EnvSNSEndpoint),
-		"AWS_CONFIG_FILE":             "/dev/null",
-		"AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-		"AWS_EC2_METADATA_DISABLED":   "true",
-	} {
-		t.Setenv(k, v)
-	}
+	alarms := awstest.SubscribedTopic(t, ctx, "heal-e2e")
+	awstest.UseStandardConfig(t)
 	lakeURL := "s3://" + bucket + "/lake?use_path_style=true"
 	store, err := sink.OpenS3(ctx, lakeURL, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	alarmer, err := alarm.Open(ctx, "sns://"+aws.ToString(topic.TopicArn))
+	alarmer, err := alarm.Open(ctx, "sns://"+alarms.TopicARN)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,18 +134,12 @@ func TestAWSEndToEnd(t *testing.T) {
 
 	// The alarm arrived through SNS.
 	var got []alarm.Message
-	for deadline := time.Now().Add(20 * time.Second); len(got) == 0 && time.Now().Before(deadline); {
-		out, err := sqsc.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: q.QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
-		if err != nil {
-			t.Fatal(err)
+	for _, body := range alarms.Receive(t, ctx, 1, 20*time.Second) {
+		var msg alarm.Message
+		if err := json.Unmarshal([]byte(body), &msg); err != nil {
+			t.Fatalf("alarm body: %v: %s", err, body)
 		}
-		for _, m := range out.Messages {
-			var msg alarm.Message
-			if err := json.Unmarshal([]byte(aws.ToString(m.Body)), &msg); err != nil {
-				t.Fatalf("alarm body: %v: %s", err, aws.ToString(m.Body))
-			}
-			got = append(got, msg)
-		}
+		got = append(got, msg)
 	}
 	if len(got) != 1 || got[0].Dataset != "readings" || got[0].Key != "m3" || got[0].Stage != string(heal.StageRepair) || got[0].Resolved || got[0].LastError == "" {
 		t.Fatalf("alarms received: %+v", got)

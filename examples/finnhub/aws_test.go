@@ -3,16 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
-	"github.com/aws/aws-sdk-go-v2/service/sns"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/selfheal/heal"
 	"github.com/selfheal/heal/alarm"
@@ -35,7 +31,6 @@ func TestAWSPipeline(t *testing.T) {
 	}
 	_, bucket := awstest.ExternalS3(t)
 	kc := awstest.Kinesis(t)
-	snsc, sqsc := awstest.SNS(t), awstest.SQS(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
@@ -50,39 +45,8 @@ func TestAWSPipeline(t *testing.T) {
 	t.Cleanup(func() {
 		_, _ = kc.DeleteStream(context.Background(), &kinesis.DeleteStreamInput{StreamName: aws.String(streamName)})
 	})
-	topic, err := snsc.CreateTopic(ctx, &sns.CreateTopicInput{Name: aws.String(awstest.Name("finnhub-alarms"))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	q, err := sqsc.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(awstest.Name("finnhub-alarms"))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	qa, err := sqsc.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: q.QueueUrl,
-		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := snsc.Subscribe(ctx, &sns.SubscribeInput{TopicArn: topic.TopicArn, Protocol: aws.String("sqs"),
-		Endpoint: aws.String(qa.Attributes["QueueArn"]), Attributes: map[string]string{"RawMessageDelivery": "true"}}); err != nil {
-		t.Fatal(err)
-	}
-
-	// The standard AWS configuration, pointed at the local servers, as a
-	// user's environment would be.
-	for k, v := range map[string]string{
-		"AWS_ACCESS_KEY_ID":           os.Getenv(awstest.EnvS3AccessKey),
-		"AWS_SECRET_ACCESS_KEY":       os.Getenv(awstest.EnvS3SecretKey),
-		"AWS_REGION":                  awstest.Region,
-		"AWS_ENDPOINT_URL_S3":         os.Getenv(awstest.EnvS3Endpoint),
-		"AWS_ENDPOINT_URL_KINESIS":    os.Getenv(awstest.EnvKinesisEndpoint),
-		"AWS_ENDPOINT_URL_SNS":        os.Getenv(awstest.EnvSNSEndpoint),
-		"AWS_CONFIG_FILE":             "/dev/null",
-		"AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-		"AWS_EC2_METADATA_DISABLED":   "true",
-	} {
-		t.Setenv(k, v)
-	}
+	alarms := awstest.SubscribedTopic(t, ctx, "finnhub-alarms")
+	awstest.UseStandardConfig(t)
 	lakeURL := "s3://" + bucket + "/finnhub?use_path_style=true"
 
 	// A missing bucket or stream stops the run before it polls, named.
@@ -93,7 +57,7 @@ func TestAWSPipeline(t *testing.T) {
 		t.Fatalf("openStream on a missing stream: %v", err)
 	}
 	r := simulateForTest(t, nil, "-day", "2025-03-04", "-until", "11:00", "-speed", "3000", "-seed", "3",
-		"-lake", lakeURL, "-stream", "kinesis://"+streamName, "-alarm", "sns://"+aws.ToString(topic.TopicArn), "-no-history", "TSLA")
+		"-lake", lakeURL, "-stream", "kinesis://"+streamName, "-alarm", "sns://"+alarms.TopicARN, "-no-history", "TSLA")
 	d := r.Days[0]
 	keys := r.cfg.Symbols
 	session := heal.NewWindow(d.Open, d.Close)
@@ -170,18 +134,12 @@ func TestAWSPipeline(t *testing.T) {
 		t.Fatal("no alarm raised")
 	}
 	var got []alarm.Message
-	for deadline := time.Now().Add(20 * time.Second); len(got) < len(raised) && time.Now().Before(deadline); {
-		out, err := sqsc.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: q.QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
-		if err != nil {
-			t.Fatal(err)
+	for _, body := range alarms.Receive(t, ctx, len(raised), 20*time.Second) {
+		var msg alarm.Message
+		if err := json.Unmarshal([]byte(body), &msg); err != nil {
+			t.Fatalf("alarm body: %v: %s", err, body)
 		}
-		for _, m := range out.Messages {
-			var msg alarm.Message
-			if err := json.Unmarshal([]byte(aws.ToString(m.Body)), &msg); err != nil {
-				t.Fatalf("alarm body: %v: %s", err, aws.ToString(m.Body))
-			}
-			got = append(got, msg)
-		}
+		got = append(got, msg)
 	}
 	if len(got) != len(raised) {
 		t.Fatalf("%d alarms through SNS, %d raised", len(got), len(raised))
