@@ -39,7 +39,7 @@ func BenchmarkScaleOut(b *testing.B) {
 				prefix := fmt.Sprintf("round%d", i)
 				lake := sink.NewLake(sink.NewS3Store(s3c, bucket, prefix, nil), nil)
 				seed(b, lake, keys)
-				f := startFleet(b, n, bucket, prefix, queue, latency)
+				f := startFleet(b, n, bucket, prefix, queue, func(int) time.Duration { return latency })
 				rec := &recording{q: dispatch.NewQueue(c, queue)}
 				e, err := heal.New(ds, &slowSource{}, lake, &heal.Options{Keys: keys, Dispatcher: rec})
 				if err != nil {

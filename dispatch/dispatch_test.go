@@ -123,8 +123,9 @@ func drain(t *testing.T, w *dispatch.Worker, cond func() bool) {
 }
 
 // TestDispatchAndRun sends 25 jobs (three SendMessageBatch requests) and
-// has a worker run them: each runs once, and the queue ends empty, every
-// message deleted after its run.
+// has a worker run them, three at a time: each runs once, and the queue
+// ends empty, every message deleted after its run (even the last, whose
+// run ended the worker's context).
 func TestDispatchAndRun(t *testing.T) {
 	c := awstest.SQS(t)
 	url := newQueue(t, c, "heal-jobs")
@@ -135,9 +136,19 @@ func TestDispatchAndRun(t *testing.T) {
 	if err := dispatch.NewQueue(c, url).Dispatch(context.Background(), jobs); err != nil {
 		t.Fatal(err)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	r := &record{}
-	w := dispatch.NewWorker(c, url, r, &dispatch.WorkerOptions{WaitTime: time.Second})
-	drain(t, w, func() bool { n, _ := r.count(); return n == 25 })
+	r.fn = func(context.Context, heal.Job) error {
+		if n, _ := r.count(); n == len(jobs) {
+			cancel()
+		}
+		return nil
+	}
+	w := dispatch.NewWorker(c, url, r, &dispatch.WorkerOptions{WaitTime: time.Second, Concurrency: 3})
+	if err := w.Run(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run = %v; want it to return when its context ends", err)
+	}
 	for _, j := range jobs {
 		if r.runs[j.ID()] != 1 {
 			t.Errorf("job %s ran %d times; want 1", j, r.runs[j.ID()])
