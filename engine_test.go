@@ -11,6 +11,7 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/memory"
 
 	"github.com/selfheal/heal"
+	"github.com/selfheal/heal/healtest"
 	"github.com/selfheal/heal/repair"
 	"github.com/selfheal/heal/sink"
 )
@@ -26,7 +27,7 @@ type rig struct {
 	mem   *memory.CheckedAllocator
 	lake  *sink.Lake
 	src   *synth
-	clock *manualClock
+	clock *healtest.ManualClock
 	al    *alarms
 	opts  *heal.Options
 }
@@ -35,7 +36,7 @@ func newRig(t *testing.T) *rig {
 	t.Helper()
 	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 	t.Cleanup(func() { mem.AssertSize(t, 0) })
-	r := &rig{ctx: context.Background(), mem: mem, src: newSynth(mem), clock: &manualClock{t: day.Start}, al: &alarms{}}
+	r := &rig{ctx: context.Background(), mem: mem, src: newSynth(mem), clock: healtest.NewManualClock(day.Start), al: &alarms{}}
 	var err error
 	r.lake, err = sink.OpenDir(t.TempDir(), &sink.Options{Allocator: mem})
 	if err != nil {

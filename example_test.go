@@ -11,6 +11,7 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/memory"
 
 	"github.com/selfheal/heal"
+	"github.com/selfheal/heal/healtest"
 	"github.com/selfheal/heal/sink"
 )
 
@@ -55,7 +56,7 @@ func Example() {
 	src := meters{ds}
 	lake := sink.NewMemLake(nil)
 	hour := heal.Window{Start: time.Date(2024, 5, 6, 14, 0, 0, 0, time.UTC), End: time.Date(2024, 5, 6, 15, 0, 0, 0, time.UTC)}
-	clock := &manualClock{t: hour.End.Add(time.Minute)}
+	clock := healtest.NewManualClock(hour.End.Add(time.Minute))
 	eng, err := heal.New(ds, src, lake, &heal.Options{Keys: []string{"m1", "m2"}, Clock: clock})
 	if err != nil {
 		fmt.Println(err)

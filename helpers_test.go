@@ -158,25 +158,6 @@ func (h hourly) Derive(_ context.Context, key string, out heal.Window, in arrow.
 	return b.NewRecord(), nil
 }
 
-// manualClock moves only when told, or when someone waits on it: a wait
-// returns at once, having advanced the clock, so backoff costs no real time.
-type manualClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *manualClock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *manualClock) Set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
-func (c *manualClock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	t := c.t
-	c.mu.Unlock()
-	ch := make(chan time.Time, 1)
-	ch <- t
-	return ch
-}
-
 // alarms records what an Alarmer is told.
 type alarms struct {
 	mu  sync.Mutex

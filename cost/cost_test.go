@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 
 	"github.com/selfheal/heal"
 	"github.com/selfheal/heal/cost"
+	"github.com/selfheal/heal/healtest"
 	"github.com/selfheal/heal/sink"
 )
 
@@ -74,29 +74,13 @@ func (s *source) Fetch(ctx context.Context, req heal.Request) (arrow.Record, err
 	return b.NewRecord(), nil
 }
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
-func (c *clock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	ch := make(chan time.Time, 1)
-	ch <- c.t
-	c.mu.Unlock()
-	return ch
-}
-
 func TestMeterEngine(t *testing.T) {
 	ctx := context.Background()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Write(bytes.Repeat([]byte("x"), 100))
 	}))
 	defer srv.Close()
-	clk := &clock{t: t0}
+	clk := healtest.NewManualClock(t0)
 	m := cost.NewMeter("ticks", &cost.Options{Clock: clk})
 	lake := sink.NewLake(m.Store(sink.NewMemStore()), nil)
 	keys := []string{"A", "B", "C"}
@@ -257,7 +241,7 @@ func (f *failing) PutMeta(ctx context.Context, name string, data []byte) error {
 
 func TestFlushKeepsCountsOnFailure(t *testing.T) {
 	ctx := context.Background()
-	clk := &clock{t: t0}
+	clk := healtest.NewManualClock(t0)
 	m := cost.NewMeter("d", &cost.Options{Clock: clk})
 	meta := &failing{MetaStore: sink.NewMemLake(nil), fail: true}
 	m.Observe(heal.Event{Kind: heal.EventFetch, Dataset: "d", Live: true})

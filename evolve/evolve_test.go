@@ -16,6 +16,7 @@ import (
 
 	"github.com/selfheal/heal"
 	"github.com/selfheal/heal/evolve"
+	"github.com/selfheal/heal/healtest"
 	"github.com/selfheal/heal/sink"
 )
 
@@ -107,22 +108,6 @@ func (s *source) Fetch(_ context.Context, req heal.Request) (arrow.Record, error
 	return record(s.mem, v2, k, ms...), nil
 }
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
-func (c *clock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	ch := make(chan time.Time, 1)
-	ch <- c.t
-	c.mu.Unlock()
-	return ch
-}
-
 func minutes(from, to int, except ...int) []int {
 	var out []int
 	for m := from; m < to; m++ {
@@ -182,7 +167,7 @@ func TestHealAcrossTheBoundary(t *testing.T) {
 	}
 	// v2's live holes: A 11:05, B 11:30 and 11:59 (its last).
 	src := &source{mem: mem, drop: map[string]map[int]bool{"A": {65: true}, "B": {90: true, 119: true}}, hist: map[string][]int{}}
-	clk := &clock{t: cut}
+	clk := healtest.NewManualClock(cut)
 	eng, err := heal.New(v2, src, vs.Lake(lake), &heal.Options{Keys: keys, Clock: clk, Allocator: mem,
 		Transformers: []heal.Transformer{conform}, Retry: heal.RetryPolicy{Jitter: -1}})
 	if err != nil {

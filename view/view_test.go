@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,23 +24,6 @@ import (
 )
 
 var t0 = time.Date(2024, 3, 4, 10, 0, 0, 0, time.UTC)
-
-// clock moves only when set; a wait returns at once, having advanced it.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
-func (c *clock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	ch := make(chan time.Time, 1)
-	ch <- c.t
-	c.mu.Unlock()
-	return ch
-}
 
 func price(key string, t time.Time) float64 {
 	return float64(len(key)*1000) + float64(t.Hour()*100+t.Minute()) + float64(key[0])/1000
@@ -75,7 +57,7 @@ type rig struct {
 	mem   *memory.CheckedAllocator
 	lake  *sink.Lake
 	ds    *heal.Dataset
-	clock *clock
+	clock *healtest.ManualClock
 	eng   *heal.Engine
 	view  *view.View
 	srv   *httptest.Server
@@ -86,7 +68,7 @@ func newRig(t *testing.T, vopts view.Options, drop map[string]map[time.Time]bool
 	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 	t.Cleanup(func() { mem.AssertSize(t, 0) })
 	r := &rig{ctx: context.Background(), mem: mem, lake: sink.NewMemLake(&sink.Options{Allocator: mem}),
-		ds: healtest.QuotesDataset(), clock: &clock{t: t0}}
+		ds: healtest.QuotesDataset(), clock: healtest.NewManualClock(t0)}
 	vopts.Clock = r.clock
 	var err error
 	if r.view, err = view.New(r.lake, &vopts); err != nil {
