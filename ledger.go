@@ -88,14 +88,14 @@ type AuditRecord struct {
 }
 
 type ledgerState struct {
-	Slots  map[string]map[int64]*slotState `json:"slots"` // key -> slot -> state
-	Alarms map[string]*alarmRecord         `json:"alarms"`
-	Dirty  map[string]span.Set             `json:"dirty"` // key -> input slots whose derived windows are pending
-	Audits []AuditRecord                   `json:"audits"`
+	Slots  map[string]slotMap      `json:"slots"` // key -> slot -> state
+	Alarms map[string]*alarmRecord `json:"alarms"`
+	Dirty  map[string]span.Set     `json:"dirty"` // key -> input slots whose derived windows are pending
+	Audits []AuditRecord           `json:"audits"`
 }
 
 func newLedgerState() *ledgerState {
-	return &ledgerState{Slots: map[string]map[int64]*slotState{}, Alarms: map[string]*alarmRecord{}, Dirty: map[string]span.Set{}}
+	return &ledgerState{Slots: map[string]slotMap{}, Alarms: map[string]*alarmRecord{}, Dirty: map[string]span.Set{}}
 }
 
 type ledger struct {
@@ -289,6 +289,11 @@ func (l *ledger) put(ctx context.Context, evs []ledgerEvent) error {
 	if err != nil {
 		return fmt.Errorf("heal: ledger: encode: %w", err)
 	}
+	return l.putEncoded(ctx, b, evs, false)
+}
+
+// putEncoded writes b, the encoding of evs or (snapshot) of a snapshot.
+func (l *ledger) putEncoded(ctx context.Context, b []byte, evs []ledgerEvent, snapshot bool) error {
 	name := l.prefix + l.seq() + ".json"
 	if err := l.store.PutMeta(ctx, name, b); err != nil {
 		return fmt.Errorf("heal: ledger: write %s: %w", name, err)
@@ -296,7 +301,7 @@ func (l *ledger) put(ctx context.Context, evs []ledgerEvent) error {
 	l.mu.Lock()
 	l.read[name] = true
 	switch {
-	case len(evs) == 1 && evs[0].Kind == "snapshot":
+	case snapshot:
 		l.objects = 1
 	case !l.loaded: // a first load folds it from the log
 		l.objects++
@@ -326,19 +331,18 @@ func (l *ledger) snapshot(ctx context.Context) error {
 			delete(l.st.Slots, k)
 		}
 	}
-	b, err := json.Marshal(l.st)
 	var covered []string
 	for n := range l.read {
 		covered = append(covered, n)
 	}
 	sort.Strings(covered)
+	// Encoded under the lock, as the state is now: no copy of it is kept.
+	b, err := json.Marshal([]ledgerEvent{{Kind: "snapshot", At: l.clock.Now().UTC(), Snapshot: l.st, Covers: covered}})
 	l.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("heal: ledger: encode snapshot: %w", err)
 	}
-	var st ledgerState
-	_ = json.Unmarshal(b, &st)
-	if err := l.put(ctx, []ledgerEvent{{Kind: "snapshot", At: l.clock.Now().UTC(), Snapshot: &st, Covers: covered}}); err != nil {
+	if err := l.putEncoded(ctx, b, nil, true); err != nil {
 		return err
 	}
 	l.mu.Lock()
@@ -377,7 +381,7 @@ func (l *ledger) seq() string {
 func (l *ledger) slot(key string, i int64) *slotState {
 	m := l.st.Slots[key]
 	if m == nil {
-		m = map[int64]*slotState{}
+		m = slotMap{}
 		l.st.Slots[key] = m
 	}
 	s := m[i]
@@ -403,7 +407,7 @@ func (l *ledger) apply(ev ledgerEvent) {
 		if ev.Snapshot != nil {
 			*st = *ev.Snapshot
 			if st.Slots == nil {
-				st.Slots = map[string]map[int64]*slotState{}
+				st.Slots = map[string]slotMap{}
 			}
 			if st.Alarms == nil {
 				st.Alarms = map[string]*alarmRecord{}

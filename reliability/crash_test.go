@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -395,8 +394,10 @@ func (st *crashState) checkLedger(t *testing.T, raw map[slotKey]float64) {
 		Key      string       `json:"key"`
 		Slots    []span.Range `json:"slots"`
 		Snapshot *struct {
-			Slots map[string]map[string]struct {
-				S string `json:"s"`
+			Slots map[string][]struct { // runs of slots in one state
+				Lo int64  `json:"lo"`
+				Hi int64  `json:"hi"`
+				S  string `json:"s"`
 			} `json:"slots"`
 		} `json:"snapshot"`
 	}
@@ -421,10 +422,11 @@ func (st *crashState) checkLedger(t *testing.T, raw map[slotKey]float64) {
 		for _, ev := range evs {
 			if ev.Kind == "snapshot" && ev.Snapshot != nil {
 				state = map[slotKey]string{}
-				for k, m := range ev.Snapshot.Slots {
-					for i, s := range m {
-						idx, _ := strconv.ParseInt(i, 10, 64)
-						state[slotKey{k, idx * 60}] = s.S
+				for k, runs := range ev.Snapshot.Slots {
+					for _, r := range runs {
+						for idx := r.Lo; idx < r.Hi; idx++ {
+							state[slotKey{k, idx * 60}] = r.S
+						}
 					}
 				}
 				continue
