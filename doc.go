@@ -56,7 +56,8 @@
 // inside a cycle fans out under [Options.Concurrency]. All source calls, live
 // and repair together, pass one limiter built from [Limits.Rates], which
 // guarantees that no window of a rate's length holds more calls than it
-// allows.
+// allows. Repairs leave room in each window for one live tick of every key
+// (see [Options.NoLiveReserve]), so a backlog never delays a live poll.
 //
 // # Memory
 //

@@ -31,6 +31,7 @@ type Engine struct {
 	opts      Options
 	limits    Limits
 	limiter   *ratelimit.Limiter
+	reserve   []int // per rate: calls a window keeps for the live path
 	ledger    *ledger
 	log       *slog.Logger
 	mem       memory.Allocator
@@ -147,13 +148,25 @@ func New(ds *Dataset, src Source, lake Lake, opts *Options) (*Engine, error) {
 	if lim.MaxWindow > 0 && lim.MaxWindow < ds.Grain {
 		return nil, fmt.Errorf("heal: New: Source.Limits().MaxWindow %s is shorter than the grain %s", lim.MaxWindow, ds.Grain)
 	}
-	var rl []ratelimit.Limit
+	var (
+		rl      []ratelimit.Limit
+		reserve []int
+	)
+	liveCalls := (len(o.Keys) + lim.MaxKeys - 1) / lim.MaxKeys // per tick
 	for _, r := range lim.Rates {
+		if r.Calls <= 0 || r.Per <= 0 {
+			continue // ignored by the limiter, which numbers only the others
+		}
 		rl = append(rl, ratelimit.Limit{N: r.Calls, D: r.Per})
+		ticks := int((r.Per + ds.Grain - 1) / ds.Grain) // ticks a window spans
+		if o.NoLiveReserve {
+			ticks = 0
+		}
+		reserve = append(reserve, liveCalls*ticks)
 	}
 	e := &Engine{
 		ds: ds, src: src, lake: lake, meta: meta, opts: o, limits: lim,
-		limiter: ratelimit.New(o.Clock.Now, o.Clock.After, rl...),
+		limiter: ratelimit.New(o.Clock.Now, o.Clock.After, rl...), reserve: reserve,
 		ledger:  newLedger(meta, ds.Name, o.Clock),
 		log:     o.Logger.With("dataset", ds.Name),
 		mem:     o.Allocator,
@@ -402,7 +415,13 @@ func (e *Engine) lakeWrite(ctx context.Context, w Window, err error) {
 
 // fetch makes one rate-limited source call and counts it.
 func (e *Engine) fetch(ctx context.Context, req Request) (arrow.Record, error) {
-	if err := e.limiter.Wait(ctx); err != nil {
+	var err error
+	if req.Live {
+		_, err = e.limiter.Take(ctx)
+	} else {
+		_, err = e.limiter.TakeBelow(ctx, e.reserve)
+	}
+	if err != nil {
 		return nil, err
 	}
 	start := e.clock.Now()

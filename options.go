@@ -55,6 +55,14 @@ type Options struct {
 	// ReprobeAfter is how long after its alarm an unrepairable gap is tried
 	// once more (a source may publish late). 0: 6h; <0: never.
 	ReprobeAfter time.Duration
+	// NoLiveReserve gives historical fetches (repairs) the Source's whole
+	// rate limits. By default they leave room in every window of each of
+	// Limits.Rates for one live tick of every key (ceil(Keys/MaxKeys) calls
+	// per grain the window spans): with Finnhub's 60 a minute and 11
+	// symbols, repairs use at most 49 calls in any minute, so a repair
+	// backlog never makes a live poll wait for the limiter. Set it for an
+	// engine that shares its quota with no live poller.
+	NoLiveReserve bool
 	// LeaseTTL is how long a Heal holds the lake's heal lease, which keeps
 	// two engines on one lake from repairing the same gaps twice. A cycle
 	// releases it when done; one that dies holds it until it expires.

@@ -51,6 +51,20 @@ func (l *Limiter) Wait(ctx context.Context) error {
 
 // Take is Wait that also returns the time it recorded the call at.
 func (l *Limiter) Take(ctx context.Context) (time.Time, error) {
+	return l.take(ctx, nil)
+}
+
+// TakeBelow is Take for work that can wait: it records a call only while,
+// for each limit i, the window holds fewer than N - reserve[i] calls, so
+// the last reserve[i] calls of every window stay free for Take (an
+// engine's live polls, which must not queue behind its repairs). A missing
+// or non-positive reserve is none; a reserve is capped at N-1 so the work
+// always gets one call per window.
+func (l *Limiter) TakeBelow(ctx context.Context, reserve []int) (time.Time, error) {
+	return l.take(ctx, reserve)
+}
+
+func (l *Limiter) take(ctx context.Context, reserve []int) (time.Time, error) {
 	if l == nil || len(l.limits) == 0 {
 		return time.Time{}, ctx.Err()
 	}
@@ -60,11 +74,21 @@ func (l *Limiter) Take(ctx context.Context) (time.Time, error) {
 		var wait time.Duration
 		for i, lim := range l.limits {
 			log := l.logs[i]
-			if len(log) < lim.N {
+			r := 0
+			if i < len(reserve) {
+				r = min(max(reserve[i], 0), lim.N-1)
+			}
+			// At most N-r-1 calls may be in the window before this one:
+			// the call that many places from the newest must have left it.
+			k := len(log) - (lim.N - r)
+			if k < 0 {
 				continue
 			}
-			oldest := log[l.next[i]]
-			if d := oldest.Add(lim.D).Sub(now); d > wait {
+			start := 0
+			if len(log) == lim.N {
+				start = l.next[i]
+			}
+			if d := log[(start+k)%lim.N].Add(lim.D).Sub(now); d > wait {
 				wait = d
 			}
 		}

@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -89,5 +90,55 @@ func TestWaitHonoursContext(t *testing.T) {
 	defer cancel()
 	if err := l.Wait(ctx); err != context.DeadlineExceeded {
 		t.Fatalf("Wait = %v, want DeadlineExceeded", err)
+	}
+}
+
+// TestTakeBelowLeavesReserve: work taken with TakeBelow fills a window only
+// up to N minus the reserve; Take still gets the reserved calls at once,
+// and no window ever holds more than N calls.
+func TestTakeBelowLeavesReserve(t *testing.T) {
+	t0 := time.Date(2024, 1, 2, 9, 30, 0, 0, time.UTC)
+	ctx := context.Background()
+	offsets := func(l *Limiter, c *fakeClock, n int, below bool) []time.Duration {
+		var out []time.Duration
+		for i := 0; i < n; i++ {
+			var at time.Time
+			var err error
+			if below {
+				at, err = l.TakeBelow(ctx, []int{3})
+			} else {
+				at, err = l.Take(ctx)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, at.Sub(t0))
+		}
+		return out
+	}
+	c := &fakeClock{t: t0}
+	l := New(c.Now, c.After, Limit{N: 10, D: time.Minute})
+	if got := offsets(l, c, 8, true); fmt.Sprint(got) != "[0s 0s 0s 0s 0s 0s 0s 1m0s]" {
+		t.Fatalf("TakeBelow with 3 of 10 reserved: calls at %v; want 7 at once, the 8th once the first left the minute", got)
+	}
+	c = &fakeClock{t: t0}
+	l = New(c.Now, c.After, Limit{N: 10, D: time.Minute})
+	offsets(l, c, 7, true)
+	if got := offsets(l, c, 4, false); fmt.Sprint(got) != "[0s 0s 0s 1m0s]" {
+		t.Fatalf("Take after 7 TakeBelow: calls at %v; want the 3 reserved at once, then a wait (10 a minute)", got)
+	}
+	// A reserve of N or more still lets the work through, one a window.
+	c = &fakeClock{t: t0}
+	l = New(c.Now, c.After, Limit{N: 2, D: time.Minute})
+	got := []time.Duration{}
+	for i := 0; i < 3; i++ {
+		at, err := l.TakeBelow(ctx, []int{5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, at.Sub(t0))
+	}
+	if fmt.Sprint(got) != "[0s 1m0s 2m0s]" {
+		t.Fatalf("TakeBelow with the whole limit reserved: %v; want one call a minute", got)
 	}
 }
