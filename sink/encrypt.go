@@ -78,6 +78,8 @@ import (
 type Encryption struct {
 	// Keys wraps and unwraps data keys. nil: the lake cannot write the
 	// datasets of Columns, nor read their encrypted columns; audits work.
+	// Every encrypted file read unwraps its data key: wrap a KMS provider
+	// in [crypt.Cache] so repeated reads do not each cost a KMS request.
 	Keys crypt.KeyProvider
 	// Columns names, per dataset name, the columns to encrypt
 	// ([SensitiveColumns] names all but the key and time). The dataset's key
