@@ -83,7 +83,8 @@ func (e *Engine) Heal(ctx context.Context, w Window) (*CycleReport, error) {
 		e.log.Info("another engine is healing this dataset; skipping the cycle", "holder", holder)
 		return rep, nil
 	}
-	defer e.releaseLease(ctx, gen)
+	lease := e.holdLease(e.leasePrefix(), gen)
+	defer lease.release(ctx)
 	if err := e.ledger.load(ctx); err != nil {
 		return rep, err
 	}
@@ -110,12 +111,18 @@ func (e *Engine) Heal(ctx context.Context, w Window) (*CycleReport, error) {
 		return rep, err
 	}
 
+	if err := lease.renew(ctx); err != nil {
+		return rep, err
+	}
 	if e.opts.Dispatcher != nil {
 		err = e.dispatchCycle(ctx, w, a, jobs, rep)
 	} else {
-		err = e.repairHere(ctx, w, a, jobs, rep)
+		err = e.repairHere(ctx, w, a, jobs, rep, lease)
 	}
 	if err != nil {
+		return rep, err
+	}
+	if err := lease.renew(ctx); err != nil {
 		return rep, err
 	}
 
@@ -152,11 +159,14 @@ func (e *Engine) Heal(ctx context.Context, w Window) (*CycleReport, error) {
 // repairHere runs the planned repairs in this process, then recomputes the
 // derived windows they and earlier cycles left dirty and derives those
 // missing: the embedded mode.
-func (e *Engine) repairHere(ctx context.Context, w Window, a *auditResult, jobs []repairJob, rep *CycleReport) error {
+func (e *Engine) repairHere(ctx context.Context, w Window, a *auditResult, jobs []repairJob, rep *CycleReport, lease *heldLease) error {
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(e.opts.Concurrency)
 	for _, j := range jobs {
+		if gctx.Err() != nil {
+			break // a job failed (or the lease was lost): start no more
+		}
 		g.Go(func() error {
 			r := e.repair(withStage(gctx, StageRepair), j)
 			mu.Lock()
@@ -173,10 +183,16 @@ func (e *Engine) repairHere(ctx context.Context, w Window, a *auditResult, jobs 
 				e.lakeWrite(gctx, w, err)
 				return err
 			}
+			if err := lease.renew(gctx); err != nil {
+				return err
+			}
 			return gctx.Err()
 		})
 	}
 	if err := g.Wait(); err != nil {
+		return err
+	}
+	if err := lease.renew(ctx); err != nil {
 		return err
 	}
 

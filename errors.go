@@ -23,6 +23,12 @@ var (
 	ErrSchemaMismatch = errors.New("heal: schema does not match the dataset")
 	// ErrClosed is returned by methods called after Close.
 	ErrClosed = errors.New("heal: closed")
+	// ErrLeaseLost is returned by a Heal that stopped because another
+	// engine took the dataset's heal lease: this one could not renew it
+	// before it expired (Options.LeaseTTL), and the other may now be
+	// repairing the same gaps. Nothing written is wrong; the cycle's
+	// remaining work is left to the holder.
+	ErrLeaseLost = errors.New("heal: the heal lease was lost to another engine")
 )
 
 // PermanentError marks an error that retrying cannot fix. Create it with

@@ -2,6 +2,7 @@ package heal
 
 import (
 	"context"
+	"sync"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -99,4 +100,67 @@ func (e *Engine) putLease(ctx context.Context, prefix string, gen int64, rec lea
 		return err
 	}
 	return e.meta.PutMeta(ctx, fmt.Sprintf("%s%020d.json", prefix, gen), b)
+}
+
+// heldLease is the heal lease while a cycle holds it. The cycle calls
+// renew at its checkpoints (after each repair job, between phases): once a
+// third of LeaseTTL has passed since the last renewal it creates the next
+// generation, create-only like taking the lease, with a fresh expiry. So a
+// cycle that runs for hours keeps its lease, and one that dies lets it
+// expire. Finding the next generation taken means the lease expired
+// between two checkpoints and another engine took it: renew then returns
+// ErrLeaseLost and the cycle stops.
+type heldLease struct {
+	e       *Engine
+	prefix  string
+	mu      sync.Mutex
+	gen     int64
+	renewed time.Time
+	lost    error
+}
+
+func (e *Engine) holdLease(prefix string, gen int64) *heldLease {
+	return &heldLease{e: e, prefix: prefix, gen: gen, renewed: e.clock.Now()}
+}
+
+// renew extends the lease when it is due; see heldLease.
+func (h *heldLease) renew(ctx context.Context) error {
+	if h == nil {
+		return nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.lost != nil {
+		return h.lost
+	}
+	now := h.e.clock.Now()
+	if now.Sub(h.renewed) < h.e.opts.LeaseTTL/3 {
+		return nil
+	}
+	err := h.e.putLease(ctx, h.prefix, h.gen+1, leaseRecord{Owner: h.e.id, Expires: now.Add(h.e.opts.LeaseTTL)})
+	switch {
+	case errors.Is(err, ErrExist):
+		h.lost = fmt.Errorf("%w (generation %d was taken after %s without renewal)", ErrLeaseLost, h.gen+1, now.Sub(h.renewed).Round(time.Second))
+		h.e.log.Error("the heal lease was taken by another engine; stopping the cycle", "err", h.lost)
+		return h.lost
+	case err != nil:
+		// Tried again at the next checkpoint; the lease still holds until
+		// it expires.
+		h.e.log.Warn("could not renew the heal lease", "err", err)
+		return nil
+	}
+	h.gen++
+	h.renewed = now
+	_ = h.e.meta.DeleteMeta(ctx, fmt.Sprintf("%s%020d.json", h.prefix, h.gen-3)) // keep a short tail
+	return nil
+}
+
+// release ends the lease at its current generation.
+func (h *heldLease) release(ctx context.Context) {
+	h.mu.Lock()
+	gen, lost := h.gen, h.lost
+	h.mu.Unlock()
+	if lost == nil {
+		h.e.releaseLeaseAt(ctx, h.prefix, gen)
+	}
 }

@@ -65,8 +65,11 @@ type Options struct {
 	NoLiveReserve bool
 	// LeaseTTL is how long a Heal holds the lake's heal lease, which keeps
 	// two engines on one lake from repairing the same gaps twice. A cycle
-	// releases it when done; one that dies holds it until it expires.
-	// 0: 15 minutes.
+	// renews it after each repair job and between phases once a third of
+	// it has passed, so a cycle of hours keeps it; it releases it when
+	// done; one that dies holds it until it expires. A single repair job
+	// longer than LeaseTTL (a fetch that hangs) can lose it: the cycle then
+	// stops with ErrLeaseLost. 0: 15 minutes.
 	LeaseTTL time.Duration
 	// CompactEvery is how many live slots pass between compactions of the
 	// partitions the live path writes (one file per tick). 0: 60.
