@@ -424,3 +424,39 @@ func TestLakeInventoryUnion(t *testing.T) {
 		t.Error("the wrapper of a lake without MetaStore claims one")
 	}
 }
+
+// TestWriteEarlierMinor: a producer still on v1.0 (no volume column)
+// writes into v1, whose volume was added as nullable: the rows are stored
+// with volume null. A record lacking a column that is not nullable is
+// refused, naming it, and stores nothing.
+func TestWriteEarlierMinor(t *testing.T) {
+	ctx := context.Background()
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	lake := sink.NewMemLake(&sink.Options{Allocator: mem})
+	vs, err := evolve.New(v1, v2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := record(mem, v10, "A", 1, 2)
+	err = vs.Write(ctx, lake, rec)
+	rec.Release()
+	if err != nil {
+		t.Fatalf("write of a v1.0 record: %v", err)
+	}
+	rows, err := scan(ctx, lake, v1)
+	if err != nil || len(rows["A"]) != 2 || rows["A"][0].volume != nil || rows["A"][0].last != price("A", at(1)) {
+		t.Fatalf("v1 after a v1.0 write: %+v, %v; want 2 rows, price kept, volume null", rows, err)
+	}
+
+	noPrice := dataset("x", 0, arrow.Field{Name: "volume", Type: arrow.PrimitiveTypes.Int64, Nullable: true})
+	rec = record(mem, noPrice, "B", 3)
+	defer rec.Release()
+	err = vs.Write(ctx, lake, rec)
+	if !errors.Is(err, heal.ErrSchemaMismatch) || !strings.Contains(err.Error(), "missing price") {
+		t.Fatalf("write without the non-nullable price: %v", err)
+	}
+	if rows, _ := scan(ctx, lake, v1); len(rows["B"]) != 0 {
+		t.Fatalf("a refused write stored %v", rows["B"])
+	}
+}

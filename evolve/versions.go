@@ -4,7 +4,8 @@
 //
 // Additive changes need nothing from this package: add a nullable column
 // to the Dataset's schema, keep its Version, and the lake reads the files
-// written before with the column null.
+// written before with the column null ([Versions.Write] also takes records
+// from producers still without the column, storing it null).
 //
 // A breaking change (a column renamed, retyped or removed) is a new major
 // version: a [heal.Dataset] of its own, with Version set and its own Name,
@@ -46,6 +47,8 @@ import (
 	"strings"
 
 	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/array"
+	"github.com/apache/arrow/go/v17/arrow/memory"
 
 	"github.com/selfheal/heal"
 )
@@ -105,6 +108,10 @@ func (v *Versions) major(name string) *heal.Dataset {
 // it returns an *heal.InputError for the latest major, whose Field is the
 // first column at fault there and whose Err, a *[MismatchError], names
 // the columns that differ from every major.
+//
+// A record of an earlier minor of a major, one that lacks columns added
+// since as nullable (an old producer after an additive change), matches
+// that major: [Versions.Write] stores it with those columns null.
 func (v *Versions) Match(s *arrow.Schema) (*heal.Dataset, error) {
 	me := &MismatchError{}
 	for i := len(v.majors) - 1; i >= 0; i-- {
@@ -114,6 +121,11 @@ func (v *Versions) Match(s *arrow.Schema) (*heal.Dataset, error) {
 			return ds, nil
 		}
 		me.Diffs = append(me.Diffs, MajorDiff{Dataset: ds.Name, Major: ds.Major(), Diff: d})
+	}
+	for i := len(v.majors) - 1; i >= 0; i-- {
+		if ds := v.majors[i]; earlierMinor(ds.Schema, s) {
+			return ds, nil
+		}
 	}
 	latest := v.Latest()
 	return nil, &heal.InputError{Dataset: latest.Name, Field: me.Diffs[0].Diff.First(), Row: -1, Err: me}
@@ -126,7 +138,56 @@ func (v *Versions) Write(ctx context.Context, lake heal.Lake, rec arrow.Record) 
 	if err != nil {
 		return fmt.Errorf("heal/evolve: write: %w", err)
 	}
+	if heal.DiffSchema(ds.Schema, rec.Schema()) != nil { // an earlier minor
+		up := upgrade(ds.Schema, rec)
+		defer up.Release()
+		return lake.Write(ctx, ds, up)
+	}
 	return lake.Write(ctx, ds, rec)
+}
+
+// earlierMinor reports whether got is want without some of want's
+// nullable columns: every column of got is want's column of that name and
+// type, once, in want's order, and every column of want that got lacks is
+// nullable.
+func earlierMinor(want, got *arrow.Schema) bool {
+	gf := got.Fields()
+	j := 0
+	for _, w := range want.Fields() {
+		if j < len(gf) && gf[j].Name == w.Name {
+			if !arrow.TypeEqual(gf[j].Type, w.Type) {
+				return false
+			}
+			j++
+			continue
+		}
+		if !w.Nullable {
+			return false
+		}
+	}
+	return j == len(gf) && len(gf) > 0
+}
+
+// upgrade returns rec with want's schema, the columns it lacks all null.
+func upgrade(want *arrow.Schema, rec arrow.Record) arrow.Record {
+	n := rec.NumRows()
+	cols := make([]arrow.Array, 0, want.NumFields())
+	j := 0
+	for _, w := range want.Fields() {
+		if j < int(rec.NumCols()) && rec.ColumnName(j) == w.Name {
+			c := rec.Column(j)
+			c.Retain()
+			cols = append(cols, c)
+			j++
+			continue
+		}
+		cols = append(cols, array.MakeArrayOfNull(memory.DefaultAllocator, w.Type, int(n)))
+	}
+	out := array.NewRecord(want, cols, n)
+	for _, c := range cols {
+		c.Release()
+	}
+	return out
 }
 
 // MismatchError says a record's schema is none of a dataset's majors, and
