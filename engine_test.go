@@ -28,7 +28,7 @@ type rig struct {
 	lake  *sink.Lake
 	src   *synth
 	clock *healtest.ManualClock
-	al    *alarms
+	al    *healtest.Alarms
 	opts  *heal.Options
 }
 
@@ -36,7 +36,7 @@ func newRig(t *testing.T) *rig {
 	t.Helper()
 	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 	t.Cleanup(func() { mem.AssertSize(t, 0) })
-	r := &rig{ctx: context.Background(), mem: mem, src: newSynth(mem), clock: healtest.NewManualClock(day.Start), al: &alarms{}}
+	r := &rig{ctx: context.Background(), mem: mem, src: newSynth(mem), clock: healtest.NewManualClock(day.Start), al: &healtest.Alarms{}}
 	var err error
 	r.lake, err = sink.OpenDir(t.TempDir(), &sink.Options{Allocator: mem})
 	if err != nil {
@@ -202,13 +202,13 @@ func TestHealEndToEnd(t *testing.T) {
 	}
 
 	// exactly one alarm: V's history is denied for its one gap episode
-	if n := r.al.count(false); n != 1 {
-		t.Errorf("%d alarms, want 1: %+v", n, r.al.got)
-	} else if a := r.al.got[0]; a.Key != "V" || a.Window.Start.Before(vGap.Start) || a.Window.End.After(vGap.End) || a.Attempts != 1 {
+	if n := r.al.Count(false); n != 1 {
+		t.Errorf("%d alarms, want 1: %+v", n, r.al.List())
+	} else if a := r.al.List()[0]; a.Key != "V" || a.Window.Start.Before(vGap.Start) || a.Window.End.After(vGap.End) || a.Attempts != 1 {
 		t.Errorf("alarm %+v, want V within %v after 1 attempt (a permanent error is not retried)", a, vGap)
 	}
-	if rep.Alarms != r.al.count(false) {
-		t.Errorf("report says %d alarms, alarmer got %d", rep.Alarms, r.al.count(false))
+	if rep.Alarms != r.al.Count(false) {
+		t.Errorf("report says %d alarms, alarmer got %d", rep.Alarms, r.al.Count(false))
 	}
 
 	// a second cycle has nothing left to do: no calls, no new alarm
@@ -244,10 +244,10 @@ func TestAttemptBudgetAlarmOnceThenResolve(t *testing.T) {
 	if got := r.src.calls.Load(); got != 3 {
 		t.Errorf("%d calls for one gap with a budget of 3", got)
 	}
-	if rep.Unrepairable != 3 || r.al.count(false) != 1 {
-		t.Fatalf("unrepairable %d, alarms %d; want 3 and 1", rep.Unrepairable, r.al.count(false))
+	if rep.Unrepairable != 3 || r.al.Count(false) != 1 {
+		t.Fatalf("unrepairable %d, alarms %d; want 3 and 1", rep.Unrepairable, r.al.Count(false))
 	}
-	a := r.al.got[0]
+	a := r.al.List()[0]
 	if a.Key != "AAPL" || a.Window != gap || a.Attempts != 3 || a.Stage != heal.StageRepair || a.LastError == "" {
 		t.Errorf("alarm = %+v, want AAPL %v after 3 attempts with the last error", a, gap)
 	}
@@ -257,8 +257,8 @@ func TestAttemptBudgetAlarmOnceThenResolve(t *testing.T) {
 	if _, err := e2.Heal(r.ctx, w); err != nil {
 		t.Fatal(err)
 	}
-	if r.src.calls.Load() != 3 || r.al.count(false) != 1 {
-		t.Errorf("after restart: %d calls, %d alarms; want 3 and 1", r.src.calls.Load(), r.al.count(false))
+	if r.src.calls.Load() != 3 || r.al.Count(false) != 1 {
+		t.Errorf("after restart: %d calls, %d alarms; want 3 and 1", r.src.calls.Load(), r.al.Count(false))
 	}
 
 	// the source recovers; after ReprobeAfter the gap is tried once more and heals
@@ -270,8 +270,8 @@ func TestAttemptBudgetAlarmOnceThenResolve(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Repaired != 3 || rep.Resolved != 1 || r.al.count(true) != 1 {
-		t.Errorf("after recovery: repaired %d, resolved %d, notices %d; want 3, 1, 1", rep.Repaired, rep.Resolved, r.al.count(true))
+	if rep.Repaired != 3 || rep.Resolved != 1 || r.al.Count(true) != 1 {
+		t.Errorf("after recovery: repaired %d, resolved %d, notices %d; want 3, 1, 1", rep.Repaired, rep.Resolved, r.al.Count(true))
 	}
 	st, err := e2.Status(r.ctx, w, time.Hour)
 	if err != nil {
@@ -283,8 +283,8 @@ func TestAttemptBudgetAlarmOnceThenResolve(t *testing.T) {
 	if _, err := e2.Heal(r.ctx, w); err != nil {
 		t.Fatal(err)
 	}
-	if r.al.count(true) != 1 || r.al.count(false) != 1 {
-		t.Errorf("a healed episode alarmed again: %d alarms, %d notices", r.al.count(false), r.al.count(true))
+	if r.al.Count(true) != 1 || r.al.Count(false) != 1 {
+		t.Errorf("a healed episode alarmed again: %d alarms, %d notices", r.al.Count(false), r.al.Count(true))
 	}
 }
 

@@ -158,31 +158,6 @@ func (h hourly) Derive(_ context.Context, key string, out heal.Window, in arrow.
 	return b.NewRecord(), nil
 }
 
-// alarms records what an Alarmer is told.
-type alarms struct {
-	mu  sync.Mutex
-	got []heal.Alarm
-}
-
-func (a *alarms) Alarm(_ context.Context, x heal.Alarm) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.got = append(a.got, x)
-	return nil
-}
-
-func (a *alarms) count(resolved bool) int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	n := 0
-	for _, x := range a.got {
-		if x.Resolved == resolved {
-			n++
-		}
-	}
-	return n
-}
-
 type rowKey struct {
 	key string
 	t   time.Time

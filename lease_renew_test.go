@@ -34,27 +34,37 @@ func (s *slowSource) Fetch(ctx context.Context, req heal.Request) (arrow.Record,
 	return s.Source.Fetch(ctx, req)
 }
 
-// TestLeaseRenewedByLongHeal: a cycle that runs ten times its LeaseTTL
-// keeps the lease, renewing it after each repair job, so a second engine
-// that tries midway finds it held and does nothing.
-func TestLeaseRenewedByLongHeal(t *testing.T) {
+// leaseRig is a lake with 20 one-minute holes (5 keys x 4 hours) and its
+// window; second heals it with a fresh engine with a 1-minute lease.
+func leaseRig(t *testing.T) (*rig, heal.Window) {
 	r := newRig(t)
 	r.src.drop = func(_ string, t time.Time) bool { return t.Minute() == 17 }
 	w := heal.NewWindow(day.Start, day.Start.Add(4*time.Hour))
 	r.live(t, r.engine(t), w)
 	r.clock.Set(w.End.Add(5 * time.Minute))
+	return r, w
+}
+
+func (r *rig) second(w heal.Window) (*heal.CycleReport, error) {
+	e2, err := heal.New(ticks(), r.src, r.lake, &heal.Options{Keys: keys, Clock: r.clock, Allocator: r.mem, LeaseTTL: time.Minute})
+	if err != nil {
+		return nil, err
+	}
+	return e2.Heal(context.Background(), w)
+}
+
+// TestLeaseRenewedByLongHeal: a cycle that runs ten times its LeaseTTL
+// keeps the lease, renewing it after each repair job, so a second engine
+// that tries midway finds it held and does nothing.
+func TestLeaseRenewedByLongHeal(t *testing.T) {
+	r, w := leaseRig(t)
 
 	var second *heal.CycleReport
 	var secondErr error
 	slow := &slowSource{Source: r.src, clock: r.clock, step: 30 * time.Second}
 	slow.onCall = func(n int) {
 		if n == 10 { // 5 minutes in: five times the TTL
-			e2, err := heal.New(ticks(), r.src, r.lake, &heal.Options{Keys: keys, Clock: r.clock, Allocator: r.mem, LeaseTTL: time.Minute})
-			if err != nil {
-				secondErr = err
-				return
-			}
-			second, secondErr = e2.Heal(context.Background(), w)
+			second, secondErr = r.second(w)
 		}
 	}
 	opts := *r.opts
@@ -79,11 +89,7 @@ func TestLeaseRenewedByLongHeal(t *testing.T) {
 // engine takes the lease and heals; the first stops at its next checkpoint
 // with ErrLeaseLost, and the lake ends complete.
 func TestLeaseLost(t *testing.T) {
-	r := newRig(t)
-	r.src.drop = func(_ string, t time.Time) bool { return t.Minute() == 17 }
-	w := heal.NewWindow(day.Start, day.Start.Add(4*time.Hour))
-	r.live(t, r.engine(t), w)
-	r.clock.Set(w.End.Add(5 * time.Minute))
+	r, w := leaseRig(t)
 
 	var second *heal.CycleReport
 	var secondErr error
@@ -91,12 +97,7 @@ func TestLeaseLost(t *testing.T) {
 	slow.onCall = func(n int) {
 		if n == 3 { // this fetch hangs past the lease's expiry
 			r.clock.Add(2 * time.Minute)
-			e2, err := heal.New(ticks(), r.src, r.lake, &heal.Options{Keys: keys, Clock: r.clock, Allocator: r.mem, LeaseTTL: time.Minute})
-			if err != nil {
-				secondErr = err
-				return
-			}
-			second, secondErr = e2.Heal(context.Background(), w)
+			second, secondErr = r.second(w)
 		}
 	}
 	opts := *r.opts

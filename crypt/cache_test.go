@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,18 +26,6 @@ func TestCacheConformance(t *testing.T) {
 	})
 }
 
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *testClock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // TestCacheSavesKMSCalls: against KMS (the real SDK client on the
 // in-process fake), reading one data key many times unwraps it once per
 // TTL; LRU eviction, expiry and Purge send the next read to KMS again; a
@@ -47,8 +34,8 @@ func TestCacheSavesKMSCalls(t *testing.T) {
 	ctx := context.Background()
 	srv := fakekms.New(t)
 	srv.CreateKey("heal")
-	clk := &testClock{t: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)}
-	c := crypt.Cache(crypt.NewKMS(srv.Client(), "alias/heal"), &crypt.CacheOptions{TTL: time.Minute, MaxKeys: 2, Now: clk.now})
+	clk := healtest.NewManualClock(time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC))
+	c := crypt.Cache(crypt.NewKMS(srv.Client(), "alias/heal"), &crypt.CacheOptions{TTL: time.Minute, MaxKeys: 2, Now: clk.Now})
 	dk1, err := c.GenerateDataKey(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -80,7 +67,7 @@ func TestCacheSavesKMSCalls(t *testing.T) {
 	if n := calls(); n != 4 {
 		t.Fatalf("after an eviction: %d KMS calls, want 4", n)
 	}
-	clk.add(time.Minute)
+	clk.Add(time.Minute)
 	read(dk1)
 	if n := calls(); n != 5 {
 		t.Fatalf("after the TTL: %d KMS calls, want 5", n)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/selfheal/heal"
 	"github.com/selfheal/heal/dispatch"
+	"github.com/selfheal/heal/healtest"
 	"github.com/selfheal/heal/internal/awstest"
 )
 
@@ -89,24 +90,6 @@ func (r *record) count() (jobs, runs int) {
 		runs += n
 	}
 	return jobs, runs
-}
-
-type alarms struct {
-	mu  sync.Mutex
-	got []heal.Alarm
-}
-
-func (a *alarms) Alarm(_ context.Context, x heal.Alarm) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.got = append(a.got, x)
-	return nil
-}
-
-func (a *alarms) list() []heal.Alarm {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return append([]heal.Alarm(nil), a.got...)
 }
 
 // drain runs a worker until cond holds (checked after every message or
@@ -215,7 +198,7 @@ func TestDeadJobs(t *testing.T) {
 	if err := dispatch.NewQueue(c, url).Dispatch(context.Background(), []heal.Job{flaky, bad}); err != nil {
 		t.Fatal(err)
 	}
-	al := &alarms{}
+	al := &healtest.Alarms{}
 	r := &record{fn: func(_ context.Context, j heal.Job) error {
 		if j.Keys[0] == "BAD" {
 			return heal.Permanent(errors.New("403 plan lacks history"))
@@ -226,14 +209,14 @@ func TestDeadJobs(t *testing.T) {
 		WaitTime: time.Second, MaxReceives: 3, DeadLetterQueueURL: dlq, Alarmer: al,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
 	})
-	drain(t, w, func() bool { return len(al.list()) == 2 })
+	drain(t, w, func() bool { return len(al.List()) == 2 })
 	if n := r.runs[flaky.ID()]; n != 3 {
 		t.Errorf("the failing job ran %d times; want MaxReceives = 3", n)
 	}
 	if n := r.runs[bad.ID()]; n != 1 {
 		t.Errorf("the permanently failing job ran %d times; want 1", n)
 	}
-	for _, a := range al.list() {
+	for _, a := range al.List() {
 		want := map[string]heal.Job{"FLAKY": flaky, "BAD": bad}[a.Key]
 		if a.Stage != dispatch.StageJob || a.Window != want.Window || a.Dataset != "quotes" || a.LastError == "" {
 			t.Errorf("alarm %+v; want stage %s, key and window of the job", a, dispatch.StageJob)
@@ -258,7 +241,7 @@ func TestHandleSQSEvent(t *testing.T) {
 	 {"messageId":"m2","receiptHandle":"r2","body":%q,"attributes":{"ApproximateReceiveCount":"2"},"eventSource":"aws:sqs"},
 	 {"messageId":"m3","receiptHandle":"r3","body":%q,"attributes":{"ApproximateReceiveCount":"9"},"eventSource":"aws:sqs"}]}`,
 		body(ok), body(fails), body(old))
-	al := &alarms{}
+	al := &healtest.Alarms{}
 	r := &record{fn: func(_ context.Context, j heal.Job) error {
 		if j.Keys[0] == "FAILS" {
 			return errors.New("503")
@@ -275,7 +258,7 @@ func TestHandleSQSEvent(t *testing.T) {
 	if r.runs[ok.ID()] != 1 || r.runs[old.ID()] != 0 {
 		t.Errorf("runs %v; want the fresh job run and the old one not", r.runs)
 	}
-	if a := al.list(); len(a) != 1 || a[0].Key != "OLD" || a[0].Window != old.Window {
+	if a := al.List(); len(a) != 1 || a[0].Key != "OLD" || a[0].Window != old.Window {
 		t.Errorf("alarms %+v; want one for OLD with its window", a)
 	}
 	out, _ := jsonString(resp)

@@ -18,6 +18,7 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/memory"
 
 	"github.com/selfheal/heal"
+	"github.com/selfheal/heal/healtest"
 	"github.com/selfheal/heal/internal/span"
 	"github.com/selfheal/heal/sink"
 )
@@ -249,7 +250,7 @@ func (st *crashState) verify(t *testing.T) {
 	// 2. A fresh engine heals everything so far.
 	now := st.next.Add(crashLease + 3*time.Minute)
 	clock := newStepClock(now, 1e9)
-	al := &alarms{}
+	al := &healtest.Alarms{}
 	opts := childOptions(clock, mem, crashLease)
 	opts.Alarmer = al
 	eng, err := heal.New(ticks(), newSynth(mem), lake, opts)
@@ -320,7 +321,7 @@ func (st *crashState) verify(t *testing.T) {
 			t.Errorf("status %+v: want nothing unrepairable or missing", s)
 		}
 	}
-	if got := al.list(); len(got) != 0 {
+	if got := al.List(); len(got) != 0 {
 		t.Errorf("alarms after healing: %+v", got)
 	}
 

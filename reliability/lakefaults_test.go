@@ -23,6 +23,7 @@ import (
 	"github.com/apache/arrow/go/v17/parquet/pqarrow"
 
 	"github.com/selfheal/heal"
+	"github.com/selfheal/heal/healtest"
 	"github.com/selfheal/heal/sink"
 )
 
@@ -73,7 +74,7 @@ type lakeRig struct {
 	dir   string
 	lake  *sink.Lake
 	clock *stepClock
-	al    *alarms
+	al    *healtest.Alarms
 	src   *synth
 	eng   *heal.Engine
 	logs  *bytes.Buffer
@@ -82,7 +83,7 @@ type lakeRig struct {
 func newLakeRig(t *testing.T, dir string, wrap func(sink.Store) sink.Store) *lakeRig {
 	t.Helper()
 	r := &lakeRig{t: t, ctx: context.Background(), mem: memory.NewCheckedAllocator(memory.NewGoAllocator()),
-		dir: dir, clock: newStepClock(origin, 1e9), al: &alarms{}, logs: &bytes.Buffer{}}
+		dir: dir, clock: newStepClock(origin, 1e9), al: &healtest.Alarms{}, logs: &bytes.Buffer{}}
 	t.Cleanup(func() { r.mem.AssertSize(t, 0) })
 	store, err := sink.NewDirStore(dir)
 	if err != nil {
@@ -209,10 +210,10 @@ func TestLakeWriteFaults(t *testing.T) {
 			if rep != nil && faultCalls > int64(rep.Requests) {
 				t.Errorf("%d source calls for %d planned requests: a lake fault must not spend the repair budget", faultCalls, rep.Requests)
 			}
-			if n := r.al.count(heal.StageLakeWrite, false); n != 1 {
-				t.Errorf("%d lake-write alarms during the episode, want 1: %+v", n, r.al.list())
+			if n := r.al.CountStage(heal.StageLakeWrite, false); n != 1 {
+				t.Errorf("%d lake-write alarms during the episode, want 1: %+v", n, r.al.List())
 			}
-			for _, a := range r.al.list() {
+			for _, a := range r.al.List() {
 				if a.Stage == heal.StageLakeWrite && !strings.Contains(a.LastError, tc.errno.Error()) {
 					t.Errorf("lake-write alarm %+v does not say %q", a, tc.errno.Error())
 				}
@@ -234,10 +235,10 @@ func TestLakeWriteFaults(t *testing.T) {
 				t.Fatal(err)
 			}
 			r.complete(61, before.raw)
-			if n := r.al.count(heal.StageLakeWrite, true); n != 1 {
-				t.Errorf("%d lake-write resolved notices after recovery, want 1: %+v", n, r.al.list())
+			if n := r.al.CountStage(heal.StageLakeWrite, true); n != 1 {
+				t.Errorf("%d lake-write resolved notices after recovery, want 1: %+v", n, r.al.List())
 			}
-			if n := r.al.count(heal.StageLakeWrite, false); n != 1 {
+			if n := r.al.CountStage(heal.StageLakeWrite, false); n != 1 {
 				t.Errorf("%d lake-write alarms in all, want 1", n)
 			}
 			sts, err := r.eng.Status(r.ctx, heal.Window{Start: origin, End: origin.Add(time.Hour)}, time.Hour)
@@ -298,8 +299,8 @@ func TestLakeOnFullTmpfs(t *testing.T) {
 	} else if !errors.Is(err, syscall.ENOSPC) {
 		t.Errorf("heal on a full disk: %v, want ENOSPC", err)
 	}
-	if n := r.al.count(heal.StageLakeWrite, false); n != 1 {
-		t.Errorf("%d lake-write alarms on a full disk, want 1: %+v", n, r.al.list())
+	if n := r.al.CountStage(heal.StageLakeWrite, false); n != 1 {
+		t.Errorf("%d lake-write alarms on a full disk, want 1: %+v", n, r.al.List())
 	}
 	if tmp := tempFiles(r.dir); len(tmp) > 0 {
 		t.Errorf("temporary files left by writes that hit ENOSPC: %v", tmp)
@@ -317,7 +318,7 @@ func TestLakeOnFullTmpfs(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.complete(61, before.raw)
-	if n := r.al.count(heal.StageLakeWrite, true); n != 1 {
+	if n := r.al.CountStage(heal.StageLakeWrite, true); n != 1 {
 		t.Errorf("%d resolved notices after the disk was freed, want 1", n)
 	}
 	t.Logf("reliability: lake-fault tmpfs: live-ticks-hitting-ENOSPC=%d repaired-after=%d", full, rep.Repaired)

@@ -196,35 +196,6 @@ func (c *stepClock) After(d time.Duration) <-chan time.Time {
 	return ch
 }
 
-// alarms records what an Alarmer is told.
-type alarms struct {
-	mu  sync.Mutex
-	got []heal.Alarm
-}
-
-func (a *alarms) Alarm(_ context.Context, x heal.Alarm) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.got = append(a.got, x)
-	return nil
-}
-
-func (a *alarms) list() []heal.Alarm {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return append([]heal.Alarm(nil), a.got...)
-}
-
-func (a *alarms) count(stage heal.Stage, resolved bool) int {
-	n := 0
-	for _, x := range a.list() {
-		if x.Stage == stage && x.Resolved == resolved {
-			n++
-		}
-	}
-	return n
-}
-
 // probeStore is a sink.Store decorator that prints a line before and after
 // every Put and Delete, naming what the operation is for, so that a parent
 // process can kill its child inside a chosen kind of operation and, after

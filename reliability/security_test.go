@@ -30,6 +30,7 @@ import (
 	"github.com/selfheal/heal/audit"
 	"github.com/selfheal/heal/examples/finnhub/finnhub"
 	"github.com/selfheal/heal/examples/finnhub/finnhubtest"
+	"github.com/selfheal/heal/healtest"
 	"github.com/selfheal/heal/sink"
 )
 
@@ -103,7 +104,7 @@ func TestTokenNeverLeaks(t *testing.T) {
 		t.Fatal(err)
 	}
 	rule := audit.USEquities()
-	al := &alarms{}
+	al := &healtest.Alarms{}
 	keys := []string{"AAPL", "MSFT"}
 	eng, err := heal.New(finnhub.Quotes(), finnhub.NewSource(client, &finnhub.SourceOptions{Allocator: mem}), lake, &heal.Options{
 		Keys: keys, Rule: rule, Transformers: []heal.Transformer{finnhub.NewBars(rule, mem)},
@@ -136,7 +137,7 @@ func TestTokenNeverLeaks(t *testing.T) {
 	for _, err := range errs {
 		fmt.Fprintln(&seen, err)
 	}
-	for _, a := range al.list() {
+	for _, a := range al.List() {
 		fmt.Fprintf(&seen, "%+v\n", a)
 	}
 	kept, err := eng.Alarms(context.Background())
@@ -144,7 +145,7 @@ func TestTokenNeverLeaks(t *testing.T) {
 		t.Fatal(err)
 	}
 	fmt.Fprintf(&seen, "%+v\n%+v\n", kept, eng.Stats())
-	if len(al.list()) == 0 {
+	if len(al.List()) == 0 {
 		t.Error("no alarm was raised: the 401 path was not exercised")
 	}
 	for kind, k := range echoes {
@@ -184,7 +185,7 @@ func TestTokenNeverLeaks(t *testing.T) {
 		t.Errorf("%d requests carried the token in the URL", c.TokenInQuery)
 	}
 	t.Logf("reliability: token-leak: echoes=%v scrubbed-in-messages=%d log-bytes=%d errors=%d alarms=%d lake-files=%d hits=%d",
-		echoes, scrubbed, logs.Len(), len(errs), len(al.list()), files, hits)
+		echoes, scrubbed, logs.Len(), len(errs), len(al.List()), files, hits)
 }
 
 func lineWith(text []byte, s string) string {

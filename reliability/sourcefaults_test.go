@@ -26,6 +26,7 @@ import (
 	"github.com/selfheal/heal/audit"
 	"github.com/selfheal/heal/examples/finnhub/finnhub"
 	"github.com/selfheal/heal/examples/finnhub/finnhubtest"
+	"github.com/selfheal/heal/healtest"
 	"github.com/selfheal/heal/sink"
 )
 
@@ -207,7 +208,7 @@ type fhRig struct {
 	fake  *finnhubtest.Server
 	px    *faultProxy
 	lake  *sink.Lake
-	al    *alarms
+	al    *healtest.Alarms
 	eng   *heal.Engine
 	rule  *audit.Session
 }
@@ -215,7 +216,7 @@ type fhRig struct {
 func newFHRig(t *testing.T, syms []string, faults finnhubtest.Faults, lim *heal.Limits, retry heal.RetryPolicy, reprobe time.Duration) *fhRig {
 	t.Helper()
 	r := &fhRig{t: t, ctx: context.Background(), mem: memory.NewCheckedAllocator(memory.NewGoAllocator()),
-		clock: newStepClock(fhOpen.Add(-time.Minute), 1e12), al: &alarms{}, rule: audit.USEquities()}
+		clock: newStepClock(fhOpen.Add(-time.Minute), 1e12), al: &healtest.Alarms{}, rule: audit.USEquities()}
 	t.Cleanup(func() { r.mem.AssertSize(t, 0) })
 	limits := finnhub.DefaultLimits()
 	if lim != nil {
@@ -312,7 +313,7 @@ func TestSourceFaults(t *testing.T) {
 			t.Errorf("%s: %d of %d expected minutes missing: %v", k.Key, k.Missing, k.Expected, k.Gaps)
 		}
 	}
-	if got := r.al.list(); len(got) != 0 {
+	if got := r.al.List(); len(got) != 0 {
 		t.Errorf("alarms: %+v", got)
 	}
 
@@ -387,7 +388,7 @@ func TestSourceFaults(t *testing.T) {
 	}
 	t.Logf("reliability: source-faults: requests=%d failed=%d (%.0f%%) by-kind=%v fake-injected=%d transport-replays=%d; engine-calls max-per-minute=%d/%d max-per-second=%d/%d; server saw max-per-minute=%d max-per-second=%d rate-limited=%d; 429-with-retry-after retried=%d honoured=%d; rows live=%d repaired=%d malformed-stored=%d; missing=%d alarms=%d",
 		len(log), failed, 100*share, faults, c.Injected, replays, maxIn(calls, time.Minute), perMin, maxIn(calls, time.Second), perSec, c.MaxPerMinute, c.MaxPerSecond, c.RateLimited,
-		retried, honoured, live, repaired, bad, rep.Missing, len(r.al.list()))
+		retried, honoured, live, repaired, bad, rep.Missing, len(r.al.List()))
 }
 
 // checkRows compares every stored quote with the market: a live row with
@@ -499,10 +500,10 @@ func TestSourceNeverHasData(t *testing.T) {
 			if n := candleCalls(); n != 4*tc.calls {
 				t.Errorf("%d candle calls for TSLA over four cycles; want %d per piece of an episode, 4 pieces", n, tc.calls)
 			}
-			if n := r.al.count(heal.StageRepair, false); n != 2 {
-				t.Errorf("%d alarms; want one per episode: %+v", n, r.al.list())
+			if n := r.al.CountStage(heal.StageRepair, false); n != 2 {
+				t.Errorf("%d alarms; want one per episode: %+v", n, r.al.List())
 			}
-			for _, a := range r.al.list() {
+			for _, a := range r.al.List() {
 				if a.Key != "TSLA" || a.Attempts != tc.calls || !strings.Contains(a.LastError, strconv.Itoa(tc.status)) {
 					t.Errorf("alarm %+v; want TSLA after %d attempts naming HTTP %d", a, tc.calls, tc.status)
 				}
@@ -544,8 +545,8 @@ func TestSourceNeverHasData(t *testing.T) {
 			if n := candleCalls() - before; n < 1 || n > 2 {
 				t.Errorf("%d reprobe calls; want one request, at most one per episode", n)
 			}
-			if n := len(r.al.list()); n != 2 {
-				t.Errorf("a failed reprobe alarmed again: %+v", r.al.list())
+			if n := len(r.al.List()); n != 2 {
+				t.Errorf("a failed reprobe alarmed again: %+v", r.al.List())
 			}
 
 			// The history comes back: the next reprobe heals both episodes.
@@ -555,7 +556,7 @@ func TestSourceNeverHasData(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if n := r.al.count(heal.StageRepair, true); n != 2 || rep.Resolved != 2 {
+			if n := r.al.CountStage(heal.StageRepair, true); n != 2 || rep.Resolved != 2 {
 				t.Errorf("%d resolved notices (report %d); want one per episode", n, rep.Resolved)
 			}
 			if n := unrep(); n != 0 {
@@ -571,7 +572,7 @@ func TestSourceNeverHasData(t *testing.T) {
 				}
 			}
 			t.Logf("reliability: never-has-data %s: episodes=2 alarms=%d resolved=%d candle-calls=%d (budget %d per piece, 4 pieces, then reprobes)",
-				tc.name, r.al.count(heal.StageRepair, false), r.al.count(heal.StageRepair, true), candleCalls(), tc.calls)
+				tc.name, r.al.CountStage(heal.StageRepair, false), r.al.CountStage(heal.StageRepair, true), candleCalls(), tc.calls)
 		})
 	}
 }
