@@ -11,30 +11,41 @@ import (
 	"github.com/selfheal/heal/internal/span"
 )
 
-// TestSlotMapRuns: slot states are written as runs of equal consecutive
-// slots and read back exactly; an older snapshot, one entry per slot, is
-// still read.
-func TestSlotMapRuns(t *testing.T) {
+func sameState(a, b *slotState) bool {
+	return a.Status == b.Status && a.Attempts == b.Attempts && a.Err == b.Err && a.Since.Equal(b.Since)
+}
+
+// TestSlotMapGroups: slot states are written grouped by state with
+// delta-coded ranges and read back exactly; scattered one-slot holes cost
+// a few bytes each; the two older snapshot forms are still read; damaged
+// ranges are refused.
+func TestSlotMapGroups(t *testing.T) {
 	t0 := time.Date(2024, 3, 4, 14, 0, 0, 0, time.UTC)
 	m := slotMap{}
-	for i := int64(100); i < 160; i++ { // one repair of an hour
+	for i := int64(28_000_100); i < 28_000_160; i++ { // one repair of an hour
 		m[i] = &slotState{Status: slotRepaired, Since: t0}
 	}
-	m[160] = &slotState{Status: slotEmpty, Since: t0}
-	m[161] = &slotState{Status: slotRepaired, Since: t0.Add(time.Hour)} // another episode
-	m[300] = &slotState{Status: slotOpen, Attempts: 2, Err: "503", Since: t0}
-	m[301] = &slotState{Status: slotOpen, Attempts: 2, Err: "503", Since: t0}
-	m[302] = &slotState{Status: slotOpen, Attempts: 3, Err: "503", Since: t0}
+	m[28_000_160] = &slotState{Status: slotEmpty, Since: t0}
+	m[28_000_161] = &slotState{Status: slotRepaired, Since: t0.Add(time.Hour)} // another episode
+	m[28_000_300] = &slotState{Status: slotOpen, Attempts: 2, Err: "503", Since: t0}
+	m[28_000_301] = &slotState{Status: slotOpen, Attempts: 2, Err: "503", Since: t0}
+	m[28_000_302] = &slotState{Status: slotOpen, Attempts: 3, Err: "503", Since: t0}
+	for i := int64(0); i < 1000; i++ { // scattered holes, one repair
+		m[28_010_000+11*i] = &slotState{Status: slotRepaired, Since: t0.Add(2 * time.Hour)}
+	}
 	b, err := json.Marshal(m)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var runs []slotRun
-	if err := json.Unmarshal(b, &runs); err != nil {
+	var groups []slotGroup
+	if err := json.Unmarshal(b, &groups); err != nil {
 		t.Fatal(err)
 	}
-	if len(runs) != 5 || runs[0].Lo != 100 || runs[0].Hi != 160 || runs[3].Hi != 302 {
-		t.Fatalf("runs %s; want 5: [100,160) repaired, 160 empty, 161 repaired later, [300,302) open, 302", b)
+	if len(groups) != 6 {
+		t.Fatalf("%d groups, want 6 (one per state): %s", len(groups), b)
+	}
+	if len(b) > 1000*4+600 {
+		t.Fatalf("%d bytes for 1,066 slots in 6 states: the scattered ones should cost about 3 bytes each", len(b))
 	}
 	var back slotMap
 	if err := json.Unmarshal(b, &back); err != nil {
@@ -48,20 +59,23 @@ func TestSlotMapRuns(t *testing.T) {
 			t.Fatalf("slot %d: read back %+v, want %+v", i, g, s)
 		}
 	}
-	if back[100] == back[101] {
-		t.Fatal("slots of one run share a state: changing one would change all")
+	if back[28_000_100] == back[28_000_101] {
+		t.Fatal("slots of one group share a state: changing one would change all")
 	}
 
 	old := `{"7":{"s":"repaired","t":"2024-03-04T14:00:00Z"},"9":{"s":"open","a":1,"e":"x","t":"2024-03-04T14:00:00Z"}}`
-	var fromOld slotMap
-	if err := json.Unmarshal([]byte(old), &fromOld); err != nil {
-		t.Fatal(err)
-	}
+	runs := `[{"lo":7,"hi":8,"s":"repaired","t":"2024-03-04T14:00:00Z"},{"lo":9,"hi":10,"s":"open","a":1,"e":"x","t":"2024-03-04T14:00:00Z"}]`
 	want := slotMap{7: {Status: slotRepaired, Since: t0}, 9: {Status: slotOpen, Attempts: 1, Err: "x", Since: t0}}
-	if !reflect.DeepEqual(fromOld, want) {
-		t.Fatalf("old format read as %v", fromOld)
+	for _, in := range []string{old, runs} {
+		var got slotMap
+		if err := json.Unmarshal([]byte(in), &got); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%s read as %v", in, got)
+		}
 	}
-	for _, bad := range []string{`[{"lo":5,"hi":3,"s":"open"}]`, `[{"lo":0,"hi":99999999999,"s":"open"}]`, `{"x":{}}`} {
+	for _, bad := range []string{`[{"lo":5,"hi":3,"s":"open"}]`, `[{"s":"open","r":[[0,99999999999]]}]`, `[{"s":"open","r":[5,-2]}]`, `[{"s":"open","r":["x"]}]`, `{"x":{}}`} {
 		var m slotMap
 		if err := json.Unmarshal([]byte(bad), &m); err == nil {
 			t.Errorf("%s read without error", bad)
@@ -98,9 +112,9 @@ func TestLedgerSnapshotSize(t *testing.T) {
 		t.Fatalf("%d objects after the snapshot, want 1", len(names))
 	}
 	size := len(store.m[names[0]])
-	// 500 keys x 48 runs x ~70 bytes; an entry per slot was ~45 bytes x 720,000.
+	// 500 keys x 48 groups of one range; an entry per slot was ~45 bytes x 720,000.
 	if size > 500*48*100 {
-		t.Fatalf("snapshot of 720,000 settled slots in 48 runs per key is %d bytes", size)
+		t.Fatalf("snapshot of 720,000 settled slots in 48 groups per key is %d bytes", size)
 	}
 	fresh := newLedger(store, "quotes", &stillClock{t0.Add(25 * time.Hour)})
 	if err := fresh.load(ctx); err != nil {

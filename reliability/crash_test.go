@@ -395,10 +395,9 @@ func (st *crashState) checkLedger(t *testing.T, raw map[slotKey]float64) {
 		Key      string       `json:"key"`
 		Slots    []span.Range `json:"slots"`
 		Snapshot *struct {
-			Slots map[string][]struct { // runs of slots in one state
-				Lo int64  `json:"lo"`
-				Hi int64  `json:"hi"`
-				S  string `json:"s"`
+			Slots map[string][]struct { // slots in one state, as delta-coded ranges
+				S string            `json:"s"`
+				R []json.RawMessage `json:"r"`
 			} `json:"slots"`
 		} `json:"snapshot"`
 	}
@@ -423,10 +422,21 @@ func (st *crashState) checkLedger(t *testing.T, raw map[slotKey]float64) {
 		for _, ev := range evs {
 			if ev.Kind == "snapshot" && ev.Snapshot != nil {
 				state = map[slotKey]string{}
-				for k, runs := range ev.Snapshot.Slots {
-					for _, r := range runs {
-						for idx := r.Lo; idx < r.Hi; idx++ {
-							state[slotKey{k, idx * 60}] = r.S
+				for k, groups := range ev.Snapshot.Slots {
+					for _, g := range groups {
+						var prev int64
+						for _, raw := range g.R { // d: the slot prev+d; [d, n]: n slots from prev+d
+							var d, n int64 = 0, 1
+							var pair [2]int64
+							if json.Unmarshal(raw, &pair) == nil {
+								d, n = pair[0], pair[1]
+							} else if err := json.Unmarshal(raw, &d); err != nil {
+								t.Fatalf("ledger slot range %s: %v", raw, err)
+							}
+							for idx := prev + d; idx < prev+d+n; idx++ {
+								state[slotKey{k, idx * 60}] = g.S
+							}
+							prev += d + n
 						}
 					}
 				}
