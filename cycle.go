@@ -156,11 +156,22 @@ func (e *Engine) Heal(ctx context.Context, w Window) (*CycleReport, error) {
 	return rep, nil
 }
 
+// Repair outcomes are flushed to the ledger every ledgerBatchJobs jobs or
+// ledgerBatchWait of the engine's clock, whichever comes first.
+const (
+	ledgerBatchJobs = 16
+	ledgerBatchWait = 5 * time.Second
+)
+
 // repairHere runs the planned repairs in this process, then recomputes the
 // derived windows they and earlier cycles left dirty and derives those
 // missing: the embedded mode.
 func (e *Engine) repairHere(ctx context.Context, w Window, a *auditResult, jobs []repairJob, rep *CycleReport, lease *heldLease) error {
-	var mu sync.Mutex
+	var (
+		mu        sync.Mutex
+		unflushed int
+		lastFlush = e.clock.Now()
+	)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(e.opts.Concurrency)
 	for _, j := range jobs {
@@ -174,14 +185,26 @@ func (e *Engine) repairHere(ctx context.Context, w Window, a *auditResult, jobs 
 			rep.Repaired += r.Repaired
 			rep.Empty += r.Empty
 			rep.Unrepairable += r.Unrepairable
+			// The outcomes of several jobs share one ledger object (each
+			// is a create-only file, synced): a crash loses at most the
+			// attempt counts of the last few jobs, whose rows the lake
+			// holds anyway.
+			unflushed++
+			now := e.clock.Now()
+			flush := unflushed >= ledgerBatchJobs || now.Sub(lastFlush) >= ledgerBatchWait
+			if flush {
+				unflushed, lastFlush = 0, now
+			}
 			mu.Unlock()
 			if r.LakeErr != nil {
 				e.lakeWrite(gctx, w, r.LakeErr)
 				return r.LakeErr
 			}
-			if err := e.ledger.flush(gctx); err != nil {
-				e.lakeWrite(gctx, w, err)
-				return err
+			if flush {
+				if err := e.ledger.flush(gctx); err != nil {
+					e.lakeWrite(gctx, w, err)
+					return err
+				}
 			}
 			if err := lease.renew(gctx); err != nil {
 				return err
@@ -189,8 +212,13 @@ func (e *Engine) repairHere(ctx context.Context, w Window, a *auditResult, jobs 
 			return gctx.Err()
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return err
+	werr := g.Wait()
+	if err := e.ledger.flush(context.WithoutCancel(ctx)); err != nil { // what the last jobs recorded
+		e.lakeWrite(ctx, w, err)
+		return errors.Join(werr, err)
+	}
+	if werr != nil {
+		return werr
 	}
 	if err := lease.renew(ctx); err != nil {
 		return err
