@@ -99,8 +99,10 @@ type RetryPolicy struct {
 	// Jitter randomizes each wait by ±Jitter of itself. 0: 0.5; <0: none.
 	Jitter float64
 	// MaxAttempts is the budget of fetch attempts per gap, across cycles and
-	// restarts (the ledger remembers them). When it is spent, or an error is
-	// permanent, the gap is alarmed once and marked unrepairable. 0: 5.
+	// restarts (the ledger remembers them; a crash may forget those of the
+	// last few repair jobs, whose outcomes share a ledger object). When it
+	// is spent, or an error is permanent, the gap is alarmed once and marked
+	// unrepairable. 0: 5.
 	MaxAttempts int
 }
 
