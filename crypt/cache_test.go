@@ -3,7 +3,6 @@ package crypt_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"testing"
 	"time"
@@ -14,16 +13,7 @@ import (
 )
 
 func TestCacheConformance(t *testing.T) {
-	kek := make([]byte, crypt.DataKeySize)
-	rand.Read(kek)
-	other := newLocal(t)
-	healtest.RunKeyProviderTests(t, func(t *testing.T) (crypt.KeyProvider, crypt.KeyProvider) {
-		p, err := crypt.NewLocal(kek)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return crypt.Cache(p, nil), other
-	})
+	localConformance(t, func(p crypt.KeyProvider) crypt.KeyProvider { return crypt.Cache(p, nil) })
 }
 
 // TestCacheSavesKMSCalls: against KMS (the real SDK client on the

@@ -29,14 +29,22 @@ func newLocal(t *testing.T) *crypt.Local {
 	return p
 }
 
-func TestLocalConformance(t *testing.T) {
+func TestLocalConformance(t *testing.T) { localConformance(t, nil) }
+
+// localConformance runs the KeyProvider suite on local providers over one
+// KEK, each wrapped by wrap (nil: as they are).
+func localConformance(t *testing.T, wrap func(crypt.KeyProvider) crypt.KeyProvider) {
 	kek := make([]byte, crypt.DataKeySize)
 	rand.Read(kek)
 	other := newLocal(t)
 	healtest.RunKeyProviderTests(t, func(t *testing.T) (crypt.KeyProvider, crypt.KeyProvider) {
+		var p crypt.KeyProvider
 		p, err := crypt.NewLocal(kek)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if wrap != nil {
+			p = wrap(p)
 		}
 		return p, other
 	})

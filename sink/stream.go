@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -17,6 +16,7 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/memory"
 
 	"github.com/selfheal/heal"
+	"github.com/selfheal/heal/internal/jsonval"
 )
 
 // This file holds what stream sinks and consumers share: the record
@@ -86,9 +86,9 @@ func appendJSONValue(buf *bytes.Buffer, col arrow.Array, i int) error {
 		}
 		v = toTime(c.Value(i)).UTC().Format(time.RFC3339Nano)
 	case *array.Float64:
-		v = jsonFloat(c.Value(i))
+		v = jsonval.Float(c.Value(i))
 	case *array.Float32:
-		v = jsonFloat(float64(c.Value(i)))
+		v = jsonval.Float(float64(c.Value(i)))
 	case *array.Int64:
 		if x := c.Value(i); x > maxExactFloatInt || x < -maxExactFloatInt {
 			v = fmt.Sprint(x)
@@ -110,18 +110,6 @@ func appendJSONValue(buf *bytes.Buffer, col arrow.Array, i int) error {
 	}
 	buf.Write(b)
 	return nil
-}
-
-func jsonFloat(f float64) any {
-	switch {
-	case math.IsNaN(f):
-		return "NaN"
-	case math.IsInf(f, 1):
-		return "+Inf"
-	case math.IsInf(f, -1):
-		return "-Inf"
-	}
-	return f
 }
 
 // decodeJSONRows decodes rows (one JSON object each) with ds's schema and

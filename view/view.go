@@ -39,6 +39,7 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/array"
 
 	"github.com/selfheal/heal"
+	"github.com/selfheal/heal/internal/jsonval"
 )
 
 // Options configures a [View]. A nil *Options, or any zero field, means the
@@ -536,23 +537,11 @@ func valueOf(col arrow.Array, i int) any {
 	case *array.Timestamp:
 		return a.Value(i).ToTime(a.DataType().(*arrow.TimestampType).Unit).UTC().Format(time.RFC3339Nano)
 	case *array.Float64:
-		return finite(a.Value(i))
+		return jsonval.Float(a.Value(i))
 	case *array.Float32:
-		return finite(float64(a.Value(i)))
+		return jsonval.Float(float64(a.Value(i)))
 	}
 	return col.GetOneForMarshal(i)
-}
-
-func finite(f float64) any {
-	switch {
-	case math.IsNaN(f):
-		return "NaN"
-	case math.IsInf(f, 1):
-		return "+Inf"
-	case math.IsInf(f, -1):
-		return "-Inf"
-	}
-	return f
 }
 
 // lastSlot is the latest instant in s.
