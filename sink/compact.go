@@ -35,6 +35,11 @@ type tempCleaner interface {
 // merged files and the deleted inputs before the inputs are deleted, in
 // batches, and Compact then merges the index if it has grown.
 //
+// The merged file keeps encrypted every column encrypted in its inputs,
+// besides those Encryption.Columns names; a partition with encrypted files
+// needs their key (Encryption.Keys), and without it is left as it is and
+// reported with a [*KeyError] (see [Encryption]).
+//
 // Compact also removes temporary files older than an hour from stores that
 // leave them behind when a process dies ([DirStore.CleanTemp]).
 func (l *Lake) Compact(ctx context.Context, ds *heal.Dataset, q heal.Query) (int, error) {
@@ -167,8 +172,14 @@ func (l *Lake) hasDuplicates(ctx context.Context, ds *heal.Dataset, st *indexSta
 
 // compactPartition merges the files of pf into one new file and returns
 // it with the inputs to delete; ok is false when no usable row was left.
+//
+// The merged file encrypts the columns Encryption.Columns names and every
+// column encrypted in any input, so that a lake configured otherwise (the
+// heal command names no columns) never rewrites a sensitive column in
+// clear. Reading an encrypted input needs its key: without it the
+// compaction fails with a *KeyError before anything is written.
 func (l *Lake) compactPartition(ctx context.Context, ds *heal.Dataset, pf *partFiles) (compacted, bool, error) {
-	rec, used, err := l.loadPartition(ctx, ds, pf, heal.Window{})
+	rec, used, enc, err := l.loadPartition(ctx, ds, pf, heal.Window{})
 	if err != nil {
 		return compacted{}, false, err
 	}
@@ -182,7 +193,7 @@ func (l *Lake) compactPartition(ctx context.Context, ds *heal.Dataset, pf *partF
 			seq = f.seq
 		}
 	}
-	data, slots, err := l.encode(ctx, ds, pf.p, rec)
+	data, slots, err := l.encode(withEncrypted(ctx, enc), ds, pf.p, rec)
 	if err != nil {
 		return compacted{}, false, err
 	}

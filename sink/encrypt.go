@@ -73,7 +73,20 @@ import (
 //
 // Files written before encryption was enabled, and datasets not in
 // Columns, are read and written in clear as before; compacting a partition
-// rewrites its files encrypted. Arrow's encryption API takes keys as Go
+// rewrites its files encrypted.
+//
+// # Compaction keeps what its inputs encrypted
+//
+// [Lake.Compact] encrypts the merged file's columns named in Columns and
+// every column any of its inputs held encrypted, whatever Columns says: a
+// lake given Keys but no Columns (the heal command, or a process
+// configured otherwise) compacts an encrypted partition without writing a
+// sensitive value in clear. Rewriting needs the inputs' plaintext, so a
+// lake without the key (no Keys, another KEK, Decrypt refused) fails the
+// compaction of such a partition with a [*KeyError] naming the file,
+// before writing or deleting anything.
+//
+// Arrow's encryption API takes keys as Go
 // strings, which cannot be wiped; heal wipes its own copies.
 type Encryption struct {
 	// Keys wraps and unwraps data keys. nil: the lake cannot write the
@@ -142,12 +155,22 @@ func validKeyID(id string) bool {
 	return err == nil
 }
 
-// encryptedColumns returns the columns of ds to encrypt, checked, or nil.
-func (l *Lake) encryptedColumns(ds *heal.Dataset) ([]string, error) {
-	if l.enc == nil || len(l.enc.Columns[ds.Name]) == 0 {
+// encryptedColumns returns the columns of ds to encrypt, checked, or nil:
+// those Columns names and those of also (the columns encrypted in the
+// files a compaction rewrites), in that order.
+func (l *Lake) encryptedColumns(ds *heal.Dataset, also []string) ([]string, error) {
+	var cols []string
+	if l.enc != nil {
+		cols = slices.Clone(l.enc.Columns[ds.Name])
+	}
+	for _, c := range also {
+		if !slices.Contains(cols, c) {
+			cols = append(cols, c)
+		}
+	}
+	if len(cols) == 0 {
 		return nil, nil
 	}
-	cols := l.enc.Columns[ds.Name]
 	for _, c := range cols {
 		switch {
 		case c == ds.Key || c == ds.Time:
@@ -156,17 +179,61 @@ func (l *Lake) encryptedColumns(ds *heal.Dataset) ([]string, error) {
 			return nil, heal.Permanent(fmt.Errorf("heal/sink: encryption of %s: no column %q in the dataset", ds.Name, c))
 		}
 	}
-	if l.enc.Keys == nil {
+	if l.enc == nil || l.enc.Keys == nil {
 		return nil, heal.Permanent(fmt.Errorf("heal/sink: encryption of %s: no key provider (Encryption.Keys)", ds.Name))
 	}
 	return cols, nil
 }
 
+// alsoEncryptKey is the context key of [withEncrypted].
+type alsoEncryptKey struct{}
+
+// withEncrypted returns ctx telling the encoding of a file (encode, in
+// write.go) to encrypt cols besides the configured columns: a compaction
+// passes the columns encrypted in its inputs, so that a lake whose
+// Encryption.Columns does not name the dataset never rewrites them in
+// clear.
+func withEncrypted(ctx context.Context, cols []string) context.Context {
+	if len(cols) == 0 {
+		return ctx
+	}
+	return context.WithValue(ctx, alsoEncryptKey{}, cols)
+}
+
+// encryptedFileColumns returns the sorted top-level columns of which the
+// file pf reads holds encrypted chunks. pf must have been given the file's
+// key: without it, an encrypted chunk's metadata does not decode, which is
+// an error here (never "in clear").
+func encryptedFileColumns(pf *file.Reader) ([]string, error) {
+	md := pf.MetaData()
+	var cols []string
+	for i := 0; i < pf.NumRowGroups(); i++ {
+		rg := md.RowGroup(i)
+		for j := 0; j < rg.NumColumns(); j++ {
+			cc, err := rg.ColumnChunk(j)
+			if err != nil {
+				return nil, fmt.Errorf("column chunk %d of row group %d: %w", j, i, err)
+			}
+			if cc.CryptoMetadata() == nil {
+				continue
+			}
+			if c := md.Schema.Column(j).ColumnPath()[0]; !slices.Contains(cols, c) {
+				cols = append(cols, c)
+			}
+		}
+	}
+	slices.Sort(cols)
+	return cols, nil
+}
+
 // encryptionProps returns the writer property that encrypts a new file of
-// ds with schema sc, or nil when ds is written in clear. It makes the
-// file's data key and stores its wrapped form first.
+// ds with schema sc, or nil when the file is written in clear: its
+// encrypted columns are those Columns names for ds and those ctx names
+// ([withEncrypted]). It makes the file's data key and stores its wrapped
+// form first.
 func (l *Lake) encryptionProps(ctx context.Context, ds *heal.Dataset, sc *arrow.Schema) (parquet.WriterProperty, error) {
-	cols, err := l.encryptedColumns(ds)
+	also, _ := ctx.Value(alsoEncryptKey{}).([]string)
+	cols, err := l.encryptedColumns(ds, also)
 	if err != nil || cols == nil {
 		return nil, err
 	}
@@ -270,16 +337,19 @@ type readerAtSeeker struct{ parquet.ReaderAtSeeker }
 // readTable reads every column of f: with pqarrow's ReadTable for a file
 // in clear; for an encrypted one, after fetching its data key, column by
 // column in this goroutine (see Encryption: a damaged page panics, and
-// the caller's recover must see it). Errors are returned as they come, for
-// the caller to classify; a *KeyError is never corruption.
-func (l *Lake) readTable(ctx context.Context, ds *heal.Dataset, f *openFile) (arrow.Table, error) {
+// the caller's recover must see it). It also returns the columns f holds
+// encrypted (sorted; nil for a file in clear), which a rewrite of f must
+// keep encrypted. Errors are returned as they come, for the caller to
+// classify; a *KeyError is never corruption.
+func (l *Lake) readTable(ctx context.Context, ds *heal.Dataset, f *openFile) (arrow.Table, []string, error) {
 	md := f.pf.MetaData()
 	if !md.IsSetEncryptionAlgorithm() {
-		return f.fr.ReadTable(ctx)
+		tbl, err := f.fr.ReadTable(ctx)
+		return tbl, nil, err
 	}
 	key, err := l.fileKey(ctx, ds, f.name, md)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer crypt.Wipe(key)
 	props := parquet.NewReaderProperties(l.mem)
@@ -289,15 +359,19 @@ func (l *Lake) readTable(ctx context.Context, ds *heal.Dataset, f *openFile) (ar
 	// the one that closes it.
 	pf, err := file.NewParquetReader(readerAtSeeker{f.obj}, file.WithReadProps(props))
 	if err != nil {
-		return nil, err // a wrong key fails the footer's signature here
+		return nil, nil, err // a wrong key fails the footer's signature here
+	}
+	enc, err := encryptedFileColumns(pf)
+	if err != nil {
+		return nil, nil, err
 	}
 	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{BatchSize: 64 << 10}, l.mem)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	sc, err := fr.Schema()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	n := pf.NumRows()
 	cols := make([]arrow.Column, 0, sc.NumFields())
@@ -308,21 +382,21 @@ func (l *Lake) readTable(ctx context.Context, ds *heal.Dataset, f *openFile) (ar
 	}()
 	for i, fld := range sc.Fields() {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		cr, err := fr.GetColumn(ctx, i)
 		if err != nil {
-			return nil, fmt.Errorf("column %s: %w", fld.Name, err)
+			return nil, nil, fmt.Errorf("column %s: %w", fld.Name, err)
 		}
 		ch, err := cr.NextBatch(n)
 		cr.Release()
 		if err != nil {
-			return nil, fmt.Errorf("column %s: %w", fld.Name, err)
+			return nil, nil, fmt.Errorf("column %s: %w", fld.Name, err)
 		}
 		cols = append(cols, *arrow.NewColumn(fld, ch))
 		ch.Release()
 	}
-	return array.NewTable(sc, cols, n), nil
+	return array.NewTable(sc, cols, n), enc, nil
 }
 
 // Rewrap rotates the key-encryption key of ds's encrypted files: it

@@ -158,8 +158,9 @@ func checkFileSchema(ds *heal.Dataset, sc *arrow.Schema) error {
 }
 
 // readAll reads every row of f as one record with the dataset's schema and
-// checks that each row belongs to p.
-func (l *Lake) readAll(ctx context.Context, ds *heal.Dataset, p heal.Partition, f *openFile) (rec arrow.Record, err error) {
+// checks that each row belongs to p. It also returns the columns f holds
+// encrypted (see readTable).
+func (l *Lake) readAll(ctx context.Context, ds *heal.Dataset, p heal.Partition, f *openFile) (rec arrow.Record, enc []string, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			if rec != nil {
@@ -169,25 +170,25 @@ func (l *Lake) readAll(ctx context.Context, ds *heal.Dataset, p heal.Partition, 
 			err = classify(ctx, f.name, f.obj, fmt.Errorf("panic decoding: %v", r))
 		}
 	}()
-	tbl, err := l.readTable(ctx, ds, f) // decrypts an encrypted file: encrypt.go
+	tbl, enc, err := l.readTable(ctx, ds, f) // decrypts an encrypted file: encrypt.go
 	if err != nil {
-		return nil, classify(ctx, f.name, f.obj, err)
+		return nil, nil, classify(ctx, f.name, f.obj, err)
 	}
 	defer tbl.Release()
 	raw, err := tableToRecord(l.mem, tbl)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer raw.Release()
 	rec, err = conform(l.mem, ds, raw)
 	if err != nil {
-		return nil, &corruptError{name: f.name, err: err}
+		return nil, nil, &corruptError{name: f.name, err: err}
 	}
 	if err := checkRows(ds, p, rec.Column(ds.KeyIndex()), rec.Column(ds.TimeIndex()), ds.TimeUnit()); err != nil {
 		rec.Release()
-		return nil, &corruptError{name: f.name, err: err}
+		return nil, nil, &corruptError{name: f.name, err: err}
 	}
-	return rec, nil
+	return rec, enc, nil
 }
 
 // readKeyTime reads only the key and time columns of f.

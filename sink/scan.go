@@ -70,7 +70,7 @@ func (r *scanReader) Next() bool {
 		pf := r.parts[r.next]
 		r.parts[r.next] = nil
 		r.next++
-		rec, _, err := r.lake.loadPartition(r.ctx, r.ds, pf, r.w)
+		rec, _, _, err := r.lake.loadPartition(r.ctx, r.ds, pf, r.w)
 		if err != nil {
 			r.err = fmt.Errorf("heal/sink: scan %s: %w", pf.p, err)
 			return false
