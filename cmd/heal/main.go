@@ -17,6 +17,23 @@
 //	2  a usage error: unknown command or flag, bad value
 //	3  status or audit found a key less complete than -min-completeness
 //
+// # Encrypted lakes
+//
+// status, audit and report need no key: the key and time columns, the
+// footers and the index of an encrypted lake (sink.Encryption) stay in
+// clear. compact and serve read the encrypted columns, and take the
+// lake's key-encryption key:
+//
+//	heal compact -lake DIR -local-key /etc/heal/lake.kek   a local key (crypt.LocalFromFile: 64 hex digits or base64)
+//	heal compact -lake s3://bucket/lake -kms-key alias/lake an AWS KMS key (id, ARN or alias), unwrapped keys cached
+//
+// Which columns are encrypted comes from the files: compact keeps
+// encrypted every column its inputs hold encrypted. Without a key flag,
+// compact on an encrypted partition fails naming the file and the flag to
+// pass (exit 1), leaving the partition as it was. The KMS key is reached
+// through the standard AWS configuration (AWS_REGION, AWS_ENDPOINT_URL_KMS,
+// ...). heal never prints key material.
+//
 // S3 lakes use the standard AWS configuration (environment, shared config
 // files, instance role); AWS_ENDPOINT_URL_S3 points heal at an
 // S3-compatible server, and ?region=NAME&use_path_style=true may follow the

@@ -15,11 +15,13 @@ import (
 	"time"
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/selfheal/heal"
 	"github.com/selfheal/heal/audit"
 	"github.com/selfheal/heal/cost"
+	"github.com/selfheal/heal/crypt"
 	"github.com/selfheal/heal/report"
 	"github.com/selfheal/heal/sink"
 )
@@ -49,6 +51,13 @@ Commands:
   help      this text; "heal help COMMAND" lists the command's flags
 
 LAKE is a directory or s3://bucket/prefix (default: $HEAL_LAKE).
+
+Encrypted lakes: status, audit and report need no key. compact and serve
+read the encrypted columns, and take the lake's key-encryption key:
+  -local-key FILE   a local key: 32 bytes as 64 hex digits or base64
+  -kms-key KEY_ID   an AWS KMS key (id, ARN or alias/NAME), through the
+                    standard AWS configuration (AWS_ENDPOINT_URL_KMS, ...)
+compact keeps encrypted every column its input files hold encrypted.
 
 Exit codes: 0 ok; 1 error; 2 usage error; 3 a key is less complete than
 -min-completeness (status and audit).
@@ -84,7 +93,12 @@ type config struct {
 	verbose     bool
 	maxGaps     int
 	serve       serveConfig
+	localKey    string // -local-key: a file holding a local KEK
+	kmsKey      string // -kms-key: a KMS key id, ARN or alias
 }
+
+// hasKey reports whether a key flag was given.
+func (c *config) hasKey() bool { return c.localKey != "" || c.kmsKey != "" }
 
 // run is the command: it parses args, does the work, writes to stdout and
 // stderr, and returns the exit code.
@@ -165,6 +179,9 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	}
 	if !cfg.from.IsZero() && !cfg.to.IsZero() && !cfg.to.After(cfg.from) {
 		return nil, usagef("%s: -to must be after -from", cmd)
+	}
+	if cfg.localKey != "" && cfg.kmsKey != "" {
+		return nil, usagef("%s: -local-key and -kms-key exclude each other: the lake's data keys are wrapped by one key-encryption key", cmd)
 	}
 	if cfg.minComplete < 0 || cfg.minComplete > 1 {
 		return nil, usagef("%s: -min-completeness %g: want a share between 0 and 1 (0.99 for 99%%)", cmd, cfg.minComplete)
@@ -265,6 +282,10 @@ func newFlagSet(cmd string, stderr io.Writer) (*flag.FlagSet, *config) {
 	if cmd == "report" {
 		fs.StringVar(&cfg.out, "o", "report.html", `file to write the report to ("-": stdout)`)
 	}
+	if cmd == "compact" || cmd == "serve" { // they read encrypted columns
+		fs.StringVar(&cfg.localKey, "local-key", "", "file holding the lake's local key-encryption key (32 bytes as 64 hex digits or base64), for encrypted columns")
+		fs.StringVar(&cfg.kmsKey, "kms-key", "", "AWS KMS key wrapping the lake's data keys (key id, ARN or alias/NAME), for encrypted columns; standard AWS configuration, AWS_ENDPOINT_URL_KMS")
+	}
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: heal %s -lake LAKE [flags]\n\nFlags:\n", cmd)
 		fs.PrintDefaults()
@@ -273,9 +294,36 @@ func newFlagSet(cmd string, stderr io.Writer) (*flag.FlagSet, *config) {
 	return fs, cfg
 }
 
-// openLake opens the lake a flag names, without creating anything.
-func openLake(ctx context.Context, where string, log *slog.Logger) (*sink.Lake, error) {
+// keyProvider returns the key provider the key flags name, or nil. Errors
+// name the flag and never hold key material.
+func keyProvider(ctx context.Context, cfg *config) (crypt.KeyProvider, error) {
+	switch {
+	case cfg.localKey != "":
+		p, err := crypt.LocalFromFile(cfg.localKey)
+		if err != nil {
+			return nil, fmt.Errorf("-local-key %s: %w", cfg.localKey, err)
+		}
+		return p, nil
+	case cfg.kmsKey != "":
+		awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("-kms-key %s: load the AWS configuration: %w", cfg.kmsKey, err)
+		}
+		// Every encrypted file read unwraps its data key: the cache spares
+		// a KMS request per file read again (sink.Encryption.Keys).
+		return crypt.Cache(crypt.NewKMS(kms.NewFromConfig(awsCfg), cfg.kmsKey), nil), nil
+	}
+	return nil, nil
+}
+
+// openLake opens the lake a flag names, without creating anything. keys,
+// when not nil, reads (and compaction rewrites) encrypted columns; which
+// columns are encrypted comes from the files.
+func openLake(ctx context.Context, where string, keys crypt.KeyProvider, log *slog.Logger) (*sink.Lake, error) {
 	opts := &sink.Options{Logger: log}
+	if keys != nil {
+		opts.Encryption = &sink.Encryption{Keys: keys}
+	}
 	if strings.HasPrefix(where, "s3://") {
 		st, err := openS3(ctx, where, log)
 		if err != nil {
@@ -457,7 +505,11 @@ func window(ctx context.Context, cfg *config, lake *sink.Lake, ts []*target) (he
 }
 
 func execute(ctx context.Context, cfg *config, stdout io.Writer, log *slog.Logger) error {
-	lake, err := openLake(ctx, cfg.lake, log)
+	keys, err := keyProvider(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	lake, err := openLake(ctx, cfg.lake, keys, log)
 	if err != nil {
 		return err
 	}
@@ -546,7 +598,13 @@ func compact(ctx context.Context, cfg *config, lake *sink.Lake, ts []*target, st
 	for _, t := range ts {
 		start := time.Now()
 		n, err := lake.Compact(ctx, t.ds, q)
-		if err != nil {
+		var ke *sink.KeyError
+		switch {
+		case errors.As(err, &ke) && !cfg.hasKey():
+			return fmt.Errorf("compact %s: %s has encrypted columns, which heal cannot rewrite without the lake's key: pass -local-key FILE or -kms-key KEY_ID; its partition was left as it was: %w", t.ds.Name, ke.File, err)
+		case errors.As(err, &ke):
+			return fmt.Errorf("compact %s: the key given cannot unwrap the data key of %s (another key-encryption key, or no right to decrypt); its partition was left as it was: %w", t.ds.Name, ke.File, err)
+		case err != nil:
 			return fmt.Errorf("compact %s: %w", t.ds.Name, err)
 		}
 		fmt.Fprintf(stdout, "%s: %d partition(s) compacted in %s\n", t.ds.Name, n, time.Since(start).Round(time.Millisecond))
