@@ -27,6 +27,7 @@ const (
 	quarantinePrefix = "_quarantine/"
 	fileExt          = ".parquet"
 	seqLen           = 20 + 1 + 8 // digits, '-', random hex
+	onceMark         = ".w"       // precedes the rest of the key's hash in an idempotent Write's file name
 )
 
 // EscapeKey renders key as one path element: every byte outside
@@ -181,7 +182,7 @@ func seqOf(file string) string {
 			return ""
 		}
 	}
-	if r := file[seqLen:]; r != fileExt && !strings.HasPrefix(r, ".c") {
+	if r := file[seqLen:]; r != fileExt && !strings.HasPrefix(r, ".c") && !strings.HasPrefix(r, onceMark) {
 		return ""
 	}
 	return s

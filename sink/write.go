@@ -3,6 +3,9 @@ package sink
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -31,6 +34,9 @@ import (
 // atomic per partition, not overall: if it fails, some partitions may hold
 // the rows and others not. Retrying the same Write converges: the copies it
 // leaves behind are identical, read once, and merged by [Lake.Compact].
+// Under a key of [heal.WithIdempotencyKey] it leaves no copy: each
+// partition's file is named by the key, and a partition a Write under the
+// same key already stored is skipped (its rows there are dropped).
 // Once its files are stored, Write records them in the lake index, in one
 // object (see [InventoryMode]); a file whose entry is lost to a crash is
 // read from its footer instead.
@@ -54,7 +60,7 @@ func (l *Lake) Write(ctx context.Context, ds *heal.Dataset, rec arrow.Record) er
 	if err := nameable(ds, groups); err != nil {
 		return fmt.Errorf("heal/sink: write %s: %w", ds.Name, err)
 	}
-	seq := nextSeq()
+	seq, once := writeSeq(ctx)
 	entries := make([]idxEntry, len(groups))
 	// Encoding is bounded by the concurrency; storing, which mostly waits
 	// (for fsync, for the network), overlaps more files than that.
@@ -63,7 +69,7 @@ func (l *Lake) Write(ctx context.Context, ds *heal.Dataset, rec arrow.Record) er
 	g.SetLimit(putsPerEncoder * l.conc)
 	for i, grp := range groups {
 		g.Go(func() error {
-			name := partitionDir(ds, grp.p) + seq + fileExt
+			name := partitionDir(ds, grp.p) + seq + once + fileExt
 			if err := encoders.acquire(gctx); err != nil {
 				return err
 			}
@@ -73,6 +79,9 @@ func (l *Lake) Write(ctx context.Context, ds *heal.Dataset, rec arrow.Record) er
 				return fmt.Errorf("heal/sink: write %s: %w", grp.p, err)
 			}
 			if err := l.store.Put(gctx, name, data, true); err != nil {
+				if once != "" && errors.Is(err, heal.ErrExist) {
+					return nil // stored by an earlier Write under the same key
+				}
 				return fmt.Errorf("heal/sink: write %s: %w", grp.p, err)
 			}
 			entries[i] = addEntry(ds, grp.p, name, int64(len(data)), slots)
@@ -85,6 +94,22 @@ func (l *Lake) Write(ctx context.Context, ds *heal.Dataset, rec arrow.Record) er
 	entries = slices.DeleteFunc(entries, func(e idxEntry) bool { return e.op == 0 })
 	l.logIndex(ctx, ds, entries)
 	return err
+}
+
+// writeSeq returns the seq of the files a Write stores and the suffix that
+// follows it. Under a [heal.WithIdempotencyKey] key both are functions of
+// the key and its time: the seq is the time and the first 32 bits of the
+// key's SHA-256, the suffix ".w" and the next 64, so that a repeated Write
+// names the same file in each partition and its create-only Put finds it
+// there. Otherwise the seq is new and there is no suffix.
+func writeSeq(ctx context.Context) (seq, once string) {
+	key, at, ok := heal.IdempotencyKeyFrom(ctx)
+	if !ok {
+		return nextSeq(), ""
+	}
+	h := sha256.Sum256([]byte(key))
+	x := hex.EncodeToString(h[:12])
+	return fmt.Sprintf("%020d-%s", max(at.UnixNano(), 0), x[:8]), onceMark + x[8:]
 }
 
 // putsPerEncoder is how many files a Write or Compact stores at once per
