@@ -472,7 +472,7 @@ func (e *Engine) landRepair(ctx context.Context, j repairJob, rec arrow.Record) 
 	}
 	defer out.Release()
 	if out.NumRows() > 0 {
-		if err := e.lake.Write(ctx, e.ds, out); err != nil {
+		if err := e.lake.Write(sourceWriteCtx(ctx, j.req.Window.End), e.ds, out); err != nil {
 			return nil, &lakeWriteError{fmt.Errorf("heal: repair %s: write: %w", j.req.Window, err)}
 		}
 		e.stats.add(&e.stats.RowsWritten, int(out.NumRows()))

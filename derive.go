@@ -204,7 +204,9 @@ func (e *Engine) derive(ctx context.Context, task deriveTask) (err error) {
 	if kept.NumRows() == 0 {
 		return nil
 	}
-	if err := e.lake.Write(ctx, outDs, kept); err != nil {
+	// Never under an idempotency key: a recomputation must replace an
+	// older one even when it repeats a job.
+	if err := e.lake.Write(WithIdempotencyKey(ctx, "", time.Time{}), outDs, kept); err != nil {
 		return fmt.Errorf("heal: derive %s %s %s: write: %w", outDs.Name, task.key, task.out, err)
 	}
 	return nil

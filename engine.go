@@ -336,7 +336,7 @@ func (e *Engine) acquire(ctx context.Context, t time.Time, keys []string) (int, 
 		if r.NumRows() == 0 {
 			continue
 		}
-		if err := dst.Write(ctx, e.ds, r); err != nil {
+		if err := dst.Write(sourceWriteCtx(ctx, w.End), e.ds, r); err != nil {
 			e.lakeWrite(ctx, w, err)
 			return rows, fmt.Errorf("heal: acquire %s: write: %w", slot.Format(time.RFC3339), err)
 		}

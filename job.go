@@ -48,10 +48,15 @@ const (
 // writes only the slots still missing, so a redelivered job whose first run
 // committed does nothing but the (idempotent) resynthesis; a derivation
 // replaces the rows of its window; a live tick skips the keys whose slot is
-// already stored. Two runs racing through the same holes both write them:
-// the lake's writes are atomic and a (key, time) stored twice reads back
-// once, newest wins (the same values, from the same source), and the next
-// audit compacts the copy away.
+// already stored. Two runs racing through the same holes (both read the
+// inventory before either wrote) write the source's rows under the job's
+// ID ([WithIdempotencyKey]): on a lake that supports it, such as
+// [github.com/selfheal/heal/sink.Lake], the file each names in a partition
+// is the same, its create-only commit lets one run store it, and the other
+// run's rows there are dropped, so no copy is left. On other lakes both
+// store them; a (key, time) stored twice reads back once and the next
+// audit compacts the copy away. Derived windows are recomputed by both
+// runs, the newest computation winning, as in any resynthesis.
 type Job struct {
 	Version int      `json:"v"` // JobVersion
 	Kind    JobKind  `json:"kind"`
@@ -136,6 +141,7 @@ func (e *Engine) RunJob(ctx context.Context, j Job) error {
 	e.ledger.mu.Lock()
 	e.ledger.appendOnly = true // a worker appends; it need not fold the log
 	e.ledger.mu.Unlock()
+	ctx = withJob(ctx, j)
 	switch j.Kind {
 	case JobAcquire:
 		keys, err := e.missingKeys(ctx, j)

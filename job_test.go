@@ -125,6 +125,110 @@ func TestDistributedMatchesEmbedded(t *testing.T) {
 	}
 }
 
+// TestRacingRunsWriteOnce hands each repair job to two workers at once,
+// both past their inventory read before either writes (the source holds
+// their fetches until both are in): the lake ends with each hole filled by
+// one file, without the copy that two plain writes would leave until
+// compaction.
+func TestRacingRunsWriteOnce(t *testing.T) {
+	r := newRig(t)
+	r.opts.Transformers = nil
+	r.src.drop = func(k string, s time.Time) bool { return (s.Minute()+len(k))%7 == 0 }
+	hour := heal.Window{Start: day.Start, End: day.Start.Add(time.Hour)}
+	r.live(t, r.engine(t), hour)
+	r.clock.Set(hour.End.Add(5 * time.Minute))
+
+	var jobs []heal.Job
+	r.opts.Dispatcher = heal.DispatcherFunc(func(_ context.Context, js []heal.Job) error {
+		jobs = append(jobs, js...)
+		return nil
+	})
+	if _, err := r.engine(t).Heal(r.ctx, hour); err != nil {
+		t.Fatal(err)
+	}
+	r.opts.Dispatcher = nil
+	wopts := *r.opts
+	wopts.Keys = nil
+	workers := make([]*heal.Engine, 2)
+	for i := range workers {
+		w, err := heal.New(ticks(), r.src, r.lake, &wopts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		workers[i] = w
+	}
+	files := func() (n int) {
+		if err := r.lake.Inventory(r.ctx, ticks(), heal.Query{}, func(p heal.PartitionInfo) error {
+			n += p.Files
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	repairs := 0
+	for _, j := range jobs {
+		if j.Kind != heal.JobRepair {
+			continue
+		}
+		repairs++
+		before, calls := files(), r.src.calls.Load()
+		gate := make(chan struct{})
+		r.src.mu.Lock()
+		for _, k := range j.Keys {
+			r.src.block[k] = gate
+		}
+		r.src.mu.Unlock()
+		var wg sync.WaitGroup
+		errs := make([]error, len(workers))
+		for i, w := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = w.RunJob(r.ctx, j)
+			}()
+		}
+		for deadline := time.Now().Add(30 * time.Second); r.src.calls.Load() < calls+2; {
+			if time.Now().After(deadline) {
+				t.Fatalf("job %s: the two runs did not both fetch", j)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		close(gate)
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("job %s, run %d: %v", j, i, err)
+			}
+		}
+		// One file per key (the job's window lies in one day), not two.
+		if added := files() - before; added != len(j.Keys) {
+			t.Errorf("job %s run twice at once added %d files; want %d, one per key", j, added, len(j.Keys))
+		}
+	}
+	if repairs == 0 {
+		t.Fatal("no repair job planned")
+	}
+	t.Logf("%d repair jobs, each run by two workers at once", repairs)
+	dups := 0
+	if err := r.lake.Inventory(r.ctx, ticks(), heal.Query{}, func(p heal.PartitionInfo) error {
+		dups += int(p.Duplicates())
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if dups != 0 {
+		t.Errorf("%d duplicate rows after every repair job ran twice at once; want 0", dups)
+	}
+	rep, err := r.engine(t).Audit(r.ctx, hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := gapsOf(rep); len(g) != 0 {
+		t.Errorf("gaps left after the racing runs: %v", g)
+	}
+}
+
 // TestRunJobRefuses checks a worker refuses, as permanent, what it cannot run.
 func TestRunJobRefuses(t *testing.T) {
 	r := newRig(t)
