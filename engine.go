@@ -148,6 +148,13 @@ func New(ds *Dataset, src Source, lake Lake, opts *Options) (*Engine, error) {
 	if lim.MaxWindow > 0 && lim.MaxWindow < ds.Grain {
 		return nil, fmt.Errorf("heal: New: Source.Limits().MaxWindow %s is shorter than the grain %s", lim.MaxWindow, ds.Grain)
 	}
+	share := o.RateShare
+	if share == 0 {
+		share = 1
+	}
+	if !(share > 0 && share <= 1) { // NaN too
+		return nil, fmt.Errorf("heal: New: Options.RateShare %g is not in (0, 1]", o.RateShare)
+	}
 	var (
 		rl      []ratelimit.Limit
 		reserve []int
@@ -157,7 +164,7 @@ func New(ds *Dataset, src Source, lake Lake, opts *Options) (*Engine, error) {
 		if r.Calls <= 0 || r.Per <= 0 {
 			continue // ignored by the limiter, which numbers only the others
 		}
-		rl = append(rl, ratelimit.Limit{N: r.Calls, D: r.Per})
+		rl = append(rl, ratelimit.Limit{N: max(int(float64(r.Calls)*share+1e-9), 1), D: r.Per})
 		ticks := int((r.Per + ds.Grain - 1) / ds.Grain) // ticks a window spans
 		if o.NoLiveReserve {
 			ticks = 0

@@ -63,6 +63,14 @@ type Options struct {
 	// backlog never makes a live poll wait for the limiter. Set it for an
 	// engine that shares its quota with no live poller.
 	NoLiveReserve bool
+	// RateShare is the part of each of the Source's Limits.Rates this
+	// engine may use, for when several processes call one Source under one
+	// quota: the workers of a queue, shard engines, an engine beside its
+	// workers. Each process only counts its own calls, so n of them
+	// sharing a quota should each take 1/n: with Finnhub's 60 calls a
+	// minute and three workers, RateShare 1.0/3 gives each 20. Calls are
+	// rounded down, to at least one per window. 0: the whole rate (1).
+	RateShare float64
 	// LeaseTTL is how long a Heal holds the lake's heal lease, which keeps
 	// two engines on one lake from repairing the same gaps twice. A cycle
 	// renews it after each repair job and between phases once a third of
