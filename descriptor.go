@@ -18,19 +18,24 @@ import (
 // (_heal/datasets/<name>/), so tools that know nothing of the pipeline's
 // code (the heal command, a notebook) can audit and report on it.
 type Descriptor struct {
-	Name         string        `json:"name"`
-	Key          string        `json:"key"`
-	Time         string        `json:"time"`
-	Grain        time.Duration `json:"grain"`
-	Partition    Period        `json:"partition"`
-	Version      int           `json:"version,omitempty"` // the schema's major, Dataset.Version
-	Schema       string        `json:"schema"`            // base64 Arrow IPC schema message
-	Keys         []string      `json:"keys"`
-	Rule         string        `json:"rule,omitempty"`         // the rule's String(), if it has one (e.g. "us-equities")
-	Derived      []string      `json:"derived,omitempty"`      // names of the datasets derived from this one
-	DerivedFrom  string        `json:"derived_from,omitempty"` // set on a derived dataset's descriptor
-	RecordedAt   time.Time     `json:"recorded_at"`
-	EngineConfig string        `json:"engine_config,omitempty"`
+	Name        string        `json:"name"`
+	Key         string        `json:"key"`
+	Time        string        `json:"time"`
+	Grain       time.Duration `json:"grain"`
+	Partition   Period        `json:"partition"`
+	Version     int           `json:"version,omitempty"` // the schema's major, Dataset.Version
+	Schema      string        `json:"schema"`            // base64 Arrow IPC schema message
+	Keys        []string      `json:"keys"`
+	Rule        string        `json:"rule,omitempty"`         // the rule's String(), if it has one (e.g. "us-equities")
+	Derived     []string      `json:"derived,omitempty"`      // names of the datasets derived from this one
+	DerivedFrom string        `json:"derived_from,omitempty"` // set on a derived dataset's descriptor
+	// Majors names every schema major of the logical dataset, oldest
+	// first, when the engine's lake holds several ([MajorLister]): tools
+	// then audit each major counting the slots of all of them, as the
+	// engine does.
+	Majors       []string  `json:"majors,omitempty"`
+	RecordedAt   time.Time `json:"recorded_at"`
+	EngineConfig string    `json:"engine_config,omitempty"`
 }
 
 // Dataset rebuilds the dataset description.
@@ -64,12 +69,29 @@ func describe(ds *Dataset, keys []string, rule CompletenessRule) (*Descriptor, e
 	return d, nil
 }
 
+// MajorLister is implemented by lakes that hold several schema majors of
+// one logical dataset, each a Dataset of its own name, and count a slot
+// held in any of them as held in all
+// ([github.com/selfheal/heal/evolve.Versions.Lake]). An engine over such a
+// lake records the majors in its descriptor, so that tools knowing nothing
+// of the pipeline (the heal command) audit the majors as one too.
+type MajorLister interface {
+	// Majors returns the names of the majors of the dataset named name,
+	// oldest first, or nil when name is not one of them.
+	Majors(name string) []string
+}
+
 // record writes the descriptors of the engine's dataset and of its derived
 // datasets, unless the latest recorded ones are the same.
 func (e *Engine) recordDescriptors(ctx context.Context) error {
 	d, err := describe(e.ds, e.allKeys, e.opts.Rule)
 	if err != nil {
 		return err
+	}
+	if ml, ok := e.lake.(MajorLister); ok {
+		if m := ml.Majors(e.ds.Name); len(m) > 1 {
+			d.Majors = m
+		}
 	}
 	all := []*Descriptor{d}
 	for _, t := range e.opts.Transformers {

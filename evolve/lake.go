@@ -19,7 +19,9 @@ import (
 //
 // The result implements [heal.MetaStore] when lake does (an engine
 // requires it: its ledger lives there), and then [heal.Compactor] when
-// lake does; Unwrap returns lake.
+// lake does; Unwrap returns lake. It implements [heal.MajorLister], so an
+// engine over it records the majors in its dataset's descriptor, and the
+// heal command, which has nothing but the lake, audits them as one too.
 //
 // A merged inventory holds, for the query, the presence bitmaps of every
 // major's partitions in memory at once (a few hundred bytes per partition
@@ -55,6 +57,19 @@ type compactingLake struct {
 // Compact implements [heal.Compactor].
 func (l *compactingLake) Compact(ctx context.Context, ds *heal.Dataset, q heal.Query) (int, error) {
 	return l.c.Compact(ctx, ds, q)
+}
+
+// Majors implements [heal.MajorLister]: the
+// names of v's majors, oldest first, when name is one of them.
+func (l *unionLake) Majors(name string) []string {
+	if l.v.major(name) == nil {
+		return nil
+	}
+	out := make([]string, len(l.v.majors))
+	for i, m := range l.v.majors {
+		out[i] = m.Name
+	}
+	return out
 }
 
 // Unwrap returns the lake wrapped.
