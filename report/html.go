@@ -66,15 +66,15 @@ func legend() []legendStop {
 }
 
 type dsView struct {
-	Name, DerivedFrom, Rule, Window, Per, Grain string
-	All                                         Totals
-	Keys                                        []Totals
-	Before, After                               heatmap
-	Timeline                                    timeline
-	Audits                                      []auditRow
-	Alarms                                      []alarmRow
-	OpenAlarms                                  int
-	Cost                                        *costView
+	Name, DerivedFrom, Majors, Rule, Window, Per, Grain string
+	All                                                 Totals
+	Keys                                                []Totals
+	Before, After                                       heatmap
+	Timeline                                            timeline
+	Audits                                              []auditRow
+	Alarms                                              []alarmRow
+	OpenAlarms                                          int
+	Cost                                                *costView
 }
 
 type heatmap struct {
@@ -158,7 +158,7 @@ type periodRow struct {
 
 func datasetView(d *Dataset, loc *time.Location) dsView {
 	v := dsView{
-		Name: d.Name, DerivedFrom: d.DerivedFrom, Rule: d.Rule,
+		Name: d.Name, DerivedFrom: d.DerivedFrom, Majors: strings.Join(d.Majors, ", "), Rule: d.Rule,
 		Window: fmt.Sprintf("%s – %s", d.Window.Start.In(loc).Format("2006-01-02 15:04"), d.Window.End.In(loc).Format("2006-01-02 15:04 MST")),
 		Per:    Duration(d.Per), Grain: Duration(d.Grain), OpenAlarms: d.OpenAlarms(),
 	}

@@ -28,8 +28,9 @@ type Report struct {
 // Dataset is what the report shows of one dataset.
 type Dataset struct {
 	Name        string
-	DerivedFrom string // the input dataset, for a derived one
-	Rule        string // the completeness rule's name
+	DerivedFrom string   // the input dataset, for a derived one
+	Majors      []string // the schema majors audited as one with it, oldest first
+	Rule        string   // the completeness rule's name
 	Grain       time.Duration
 	Keys        []string
 	Window      heal.Window
@@ -56,6 +57,9 @@ type Options struct {
 	Rule string
 	// DerivedFrom names the input dataset of a derived one.
 	DerivedFrom string
+	// Majors names the schema majors the engine audits as one with the
+	// dataset (heal.Descriptor.Majors), for the report to say so.
+	Majors []string
 }
 
 // Collect gathers one dataset's report through eng (an engine over the
@@ -79,7 +83,7 @@ func Collect(ctx context.Context, eng *heal.Engine, meta heal.MetaStore, keys []
 		p := cost.DefaultPrices()
 		o.Prices = &p
 	}
-	d := &Dataset{Name: ds.Name, DerivedFrom: o.DerivedFrom, Rule: o.Rule, Grain: ds.Grain, Keys: keys, Per: o.Per}
+	d := &Dataset{Name: ds.Name, DerivedFrom: o.DerivedFrom, Majors: o.Majors, Rule: o.Rule, Grain: ds.Grain, Keys: keys, Per: o.Per}
 	st, err := eng.Status(ctx, o.Window, o.Per)
 	if err != nil {
 		return nil, fmt.Errorf("heal/report: %s: status: %w", ds.Name, err)

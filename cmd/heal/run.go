@@ -22,6 +22,7 @@ import (
 	"github.com/selfheal/heal/audit"
 	"github.com/selfheal/heal/cost"
 	"github.com/selfheal/heal/crypt"
+	"github.com/selfheal/heal/evolve"
 	"github.com/selfheal/heal/report"
 	"github.com/selfheal/heal/sink"
 )
@@ -384,6 +385,54 @@ type target struct {
 	ruleName string
 	rule     heal.CompletenessRule
 	eng      *heal.Engine
+	majors   []string // the schema majors audited as one with this dataset, or nil
+}
+
+// majorLake is the lake the engines of one dataset's schema majors audit
+// through, counting a slot held in any major as held.
+type majorLake struct {
+	lake   heal.Lake
+	majors []string
+}
+
+// majorLakes reads which datasets are schema majors of one another (an
+// engine over evolve's lake records them in its descriptor) and returns,
+// for each of them, the lake that audits them as one, as their engines
+// do. A major without a descriptor cannot be read: its family is audited
+// major by major, with a warning.
+func majorLakes(descs []*heal.Descriptor, byName map[string]*heal.Descriptor, lake heal.Lake, log *slog.Logger) (map[string]*majorLake, error) {
+	out := map[string]*majorLake{}
+	for _, d := range descs {
+		if len(d.Majors) < 2 || out[d.Name] != nil {
+			continue
+		}
+		var majors []*heal.Dataset
+		for _, n := range d.Majors {
+			md := byName[n]
+			if md == nil {
+				log.Warn("a schema major has no descriptor: its majors are audited one by one", "dataset", d.Name, "major", n)
+				majors = nil
+				break
+			}
+			ds, err := md.Dataset()
+			if err != nil {
+				return nil, err
+			}
+			majors = append(majors, ds)
+		}
+		if majors == nil {
+			continue
+		}
+		vs, err := evolve.New(majors...)
+		if err != nil {
+			return nil, fmt.Errorf("dataset %q was recorded with the schema majors %s: %w", d.Name, strings.Join(d.Majors, ", "), err)
+		}
+		ml := &majorLake{lake: vs.Lake(lake), majors: d.Majors}
+		for _, n := range d.Majors {
+			out[n] = ml
+		}
+	}
+	return out, nil
 }
 
 // targets reads the descriptors and builds read-only engines.
@@ -404,6 +453,10 @@ func targets(ctx context.Context, cfg *config, lake *sink.Lake, log *slog.Logger
 	want := cfg.datasets
 	if len(want) == 0 {
 		want = names
+	}
+	lakes, err := majorLakes(descs, byName, lake, log)
+	if err != nil {
+		return nil, err
 	}
 	var out []*target
 	for _, name := range want {
@@ -428,7 +481,11 @@ func targets(ctx context.Context, cfg *config, lake *sink.Lake, log *slog.Logger
 					name, t.ruleName, strings.Join(audit.RuleNames(), ", "))
 			}
 		}
-		t.eng, err = heal.New(ds, nil, lake, &heal.Options{Keys: d.Keys, Rule: t.rule, Logger: log})
+		var engLake heal.Lake = lake
+		if l := lakes[name]; l != nil {
+			engLake, t.majors = l.lake, l.majors
+		}
+		t.eng, err = heal.New(ds, nil, engLake, &heal.Options{Keys: d.Keys, Rule: t.rule, Logger: log})
 		if err != nil {
 			return nil, err
 		}
@@ -553,6 +610,7 @@ func collect(ctx context.Context, cfg *config, lake *sink.Lake, ts []*target, w 
 	for _, t := range ts {
 		d, err := report.Collect(ctx, t.eng, lake, t.desc.Keys, &report.Options{
 			Window: w, Per: cfg.per, Prices: &cfg.prices, CostPer: cfg.costPer, Rule: t.ruleName, DerivedFrom: t.desc.DerivedFrom,
+			Majors: t.majors,
 		})
 		if err != nil {
 			return nil, err

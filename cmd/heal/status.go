@@ -41,6 +41,7 @@ type totalsJSON struct {
 type datasetJSON struct {
 	Name        string        `json:"name"`
 	DerivedFrom string        `json:"derived_from,omitempty"`
+	Majors      []string      `json:"majors,omitempty"`
 	Rule        string        `json:"rule,omitempty"`
 	All         totalsJSON    `json:"all"`
 	Keys        []totalsJSON  `json:"keys"`
@@ -112,7 +113,7 @@ func statusCmd(ctx context.Context, cfg *config, lake *sink.Lake, ts []*target, 
 		below = append(below, belowThreshold(d, cfg.minComplete)...)
 		if cfg.jsonOut {
 			per, all := d.Totals()
-			j := datasetJSON{Name: d.Name, DerivedFrom: d.DerivedFrom, Rule: d.Rule, All: totals(all), Periods: d.Status,
+			j := datasetJSON{Name: d.Name, DerivedFrom: d.DerivedFrom, Majors: d.Majors, Rule: d.Rule, All: totals(all), Periods: d.Status,
 				Gaps: gaps, Alarms: d.Alarms, Cost: d.Cost}
 			for _, k := range per {
 				j.Keys = append(j.Keys, totals(k))
@@ -154,6 +155,9 @@ func writeStatus(w io.Writer, cfg *config, d *report.Dataset, gaps []gap) {
 	fmt.Fprintf(w, "%s: %d key(s), grain %s, rule %s", d.Name, len(d.Keys), report.Duration(d.Grain), rule)
 	if d.DerivedFrom != "" {
 		fmt.Fprintf(w, ", derived from %s", d.DerivedFrom)
+	}
+	if len(d.Majors) > 0 {
+		fmt.Fprintf(w, ", audited with its schema majors %s", strings.Join(d.Majors, ", "))
 	}
 	fmt.Fprintf(w, "\n  window %s\n", shortWindow(d.Window, loc))
 	fmt.Fprintf(w, "  complete: %s before repair, %s now · expected %d · repaired %d · confirmed empty %d · unrepairable %d · missing %d · alarms open %d\n\n",
@@ -338,7 +342,11 @@ func auditCmd(ctx context.Context, cfg *config, ts []*target, w heal.Window, std
 		if rule == "" {
 			rule = "every slot"
 		}
-		fmt.Fprintf(stdout, "%s: audit of %s, rule %s (read-only)\n", t.ds.Name, shortWindow(a.Window, cfg.tz), rule)
+		majors := ""
+		if len(t.majors) > 0 {
+			majors = ", audited with its schema majors " + strings.Join(t.majors, ", ")
+		}
+		fmt.Fprintf(stdout, "%s: audit of %s, rule %s%s (read-only)\n", t.ds.Name, shortWindow(a.Window, cfg.tz), rule, majors)
 		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "key\texpected\tpresent\tempty\tmissing\tcomplete\tgaps\t")
 		var exp, pres, emp, mis, ngaps int
