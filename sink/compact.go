@@ -193,7 +193,7 @@ func (l *Lake) compactPartition(ctx context.Context, ds *heal.Dataset, pf *partF
 			seq = f.seq
 		}
 	}
-	data, slots, err := l.encode(withEncrypted(ctx, enc), ds, pf.p, rec)
+	data, slots, err := l.encode(ctx, ds, pf.p, rec, enc)
 	if err != nil {
 		return compacted{}, false, err
 	}

@@ -185,21 +185,6 @@ func (l *Lake) encryptedColumns(ds *heal.Dataset, also []string) ([]string, erro
 	return cols, nil
 }
 
-// alsoEncryptKey is the context key of [withEncrypted].
-type alsoEncryptKey struct{}
-
-// withEncrypted returns ctx telling the encoding of a file (encode, in
-// write.go) to encrypt cols besides the configured columns: a compaction
-// passes the columns encrypted in its inputs, so that a lake whose
-// Encryption.Columns does not name the dataset never rewrites them in
-// clear.
-func withEncrypted(ctx context.Context, cols []string) context.Context {
-	if len(cols) == 0 {
-		return ctx
-	}
-	return context.WithValue(ctx, alsoEncryptKey{}, cols)
-}
-
 // encryptedFileColumns returns the sorted top-level columns of which the
 // file pf reads holds encrypted chunks. pf must have been given the file's
 // key: without it, an encrypted chunk's metadata does not decode, which is
@@ -228,11 +213,11 @@ func encryptedFileColumns(pf *file.Reader) ([]string, error) {
 
 // encryptionProps returns the writer property that encrypts a new file of
 // ds with schema sc, or nil when the file is written in clear: its
-// encrypted columns are those Columns names for ds and those ctx names
-// ([withEncrypted]). It makes the file's data key and stores its wrapped
-// form first.
-func (l *Lake) encryptionProps(ctx context.Context, ds *heal.Dataset, sc *arrow.Schema) (parquet.WriterProperty, error) {
-	also, _ := ctx.Value(alsoEncryptKey{}).([]string)
+// encrypted columns are those Columns names for ds and also. A compaction
+// passes as also the columns encrypted in its inputs, so that a lake whose
+// Encryption.Columns does not name the dataset never rewrites them in
+// clear. It makes the file's data key and stores its wrapped form first.
+func (l *Lake) encryptionProps(ctx context.Context, ds *heal.Dataset, sc *arrow.Schema, also []string) (parquet.WriterProperty, error) {
 	cols, err := l.encryptedColumns(ds, also)
 	if err != nil || cols == nil {
 		return nil, err

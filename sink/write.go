@@ -252,7 +252,7 @@ func (l *Lake) encodeRows(ctx context.Context, ds *heal.Dataset, p heal.Partitio
 		return nil, heal.Slots{}, err
 	}
 	defer part.Release()
-	return l.encode(ctx, ds, p, part)
+	return l.encode(ctx, ds, p, part, nil)
 }
 
 // takeRows gathers rows of recs (which have ds's columns) into one record
@@ -325,8 +325,8 @@ func isRun(rows []int) bool {
 // encode writes rec, the sorted, deduplicated rows of p, as a Parquet file
 // with the presence index in its metadata, and returns the slots it holds.
 // The sensitive columns of an encrypted dataset are encrypted (see
-// Encryption).
-func (l *Lake) encode(ctx context.Context, ds *heal.Dataset, p heal.Partition, rec arrow.Record) ([]byte, heal.Slots, error) {
+// Encryption), and so are the columns alsoEncrypt names.
+func (l *Lake) encode(ctx context.Context, ds *heal.Dataset, p heal.Partition, rec arrow.Record, alsoEncrypt []string) ([]byte, heal.Slots, error) {
 	// The index covers the span of the rows, not the whole partition, so
 	// a one-row micro-batch carries a few bytes of index, not a bitmap of
 	// every second of a year. rec is sorted by time.
@@ -346,7 +346,7 @@ func (l *Lake) encode(ctx context.Context, ds *heal.Dataset, p heal.Partition, r
 	}
 	sc := writeSchema(ds, rec)
 	props := l.writerProps()
-	encrypt, err := l.encryptionProps(ctx, ds, sc)
+	encrypt, err := l.encryptionProps(ctx, ds, sc, alsoEncrypt)
 	if err != nil {
 		return nil, slots, err
 	}
