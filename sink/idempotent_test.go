@@ -1,6 +1,8 @@
 package sink_test
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -160,4 +162,58 @@ func equalRows(a, b []healtest.Row) bool {
 		}
 	}
 	return true
+}
+
+// lostIndex is a store on which the lake index cannot be written, as when
+// a writer dies between storing a data file and recording it.
+type lostIndex struct{ sink.Store }
+
+func (s lostIndex) Put(ctx context.Context, name string, data []byte, ifAbsent bool) error {
+	if strings.Contains(name, "/_heal/index/") || strings.HasPrefix(name, "_heal/index/") {
+		return errors.New("lost")
+	}
+	return s.Store.Put(ctx, name, data, ifAbsent)
+}
+
+// TestIdempotentWriteRecordsLostEntry: a Write under a key that finds its
+// file already stored, by a writer that died before recording it in the
+// lake index, records it, so an index-only inventory sees its rows.
+func TestIdempotentWriteRecordsLostEntry(t *testing.T) {
+	ctx := context.Background()
+	mem := checkedMem(t)
+	store := sink.NewMemStore()
+	ds := healtest.QuotesDataset()
+	trusted := sink.NewLake(store, &sink.Options{Allocator: mem, Inventory: sink.InventoryTrusted})
+	write(t, trusted, mem, ds, rowsOf("AAPL", 0, 5, 1)...)
+	if _, err := trusted.Verify(ctx, ds, heal.Query{}); err != nil {
+		t.Fatal(err)
+	}
+	held := func() int {
+		n := 0
+		for _, p := range inventory(t, trusted, ds, heal.Query{}) {
+			n += p.Present.Count()
+		}
+		return n
+	}
+	if n := held(); n != 5 {
+		t.Fatalf("trusted inventory: %d slots, want 5", n)
+	}
+
+	rows := rowsOf("AAPL", 10, 3, 2)
+	under := heal.WithIdempotencyKey(ctx, "job/x", day)
+	rec := healtest.Records(mem, ds, rows...)
+	defer rec.Release()
+	dying := sink.NewLake(lostIndex{store}, &sink.Options{Allocator: mem})
+	if err := dying.Write(under, ds, rec); err != nil {
+		t.Fatal(err)
+	}
+	if n := held(); n != 5 {
+		t.Fatalf("the entry was meant to be lost, yet the trusted inventory holds %d slots", n)
+	}
+	if err := trusted.Write(under, ds, rec); err != nil { // the job, run again
+		t.Fatal(err)
+	}
+	if n := held(); n != 8 {
+		t.Errorf("after the repeated Write the trusted inventory holds %d slots; want 8", n)
+	}
 }

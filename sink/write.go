@@ -80,7 +80,15 @@ func (l *Lake) Write(ctx context.Context, ds *heal.Dataset, rec arrow.Record) er
 			}
 			if err := l.store.Put(gctx, name, data, true); err != nil {
 				if once != "" && errors.Is(err, heal.ErrExist) {
-					return nil // stored by an earlier Write under the same key
+					// Stored by an earlier Write under the same key, which
+					// may have died before recording it in the lake index:
+					// record it again, from its footer, or an index-only
+					// inventory would never see it and the same work would
+					// be planned, and skipped, forever.
+					if e, ok := l.storedEntry(gctx, ds, grp.p, name); ok {
+						entries[i] = e
+					}
+					return nil
 				}
 				return fmt.Errorf("heal/sink: write %s: %w", grp.p, err)
 			}
@@ -94,6 +102,22 @@ func (l *Lake) Write(ctx context.Context, ds *heal.Dataset, rec arrow.Record) er
 	entries = slices.DeleteFunc(entries, func(e idxEntry) bool { return e.op == 0 })
 	l.logIndex(ctx, ds, entries)
 	return err
+}
+
+// storedEntry returns the index entry of the stored file name of p, read
+// from its footer, or false when it cannot be read as one of heal's.
+func (l *Lake) storedEntry(ctx context.Context, ds *heal.Dataset, p heal.Partition, name string) (idxEntry, bool) {
+	obj, err := l.store.Open(ctx, name)
+	if err != nil {
+		return idxEntry{}, false
+	}
+	size := obj.Size()
+	obj.Close()
+	fi, err := l.inspectFile(ctx, ds, p, name, true)
+	if err != nil || !fi.footer {
+		return idxEntry{}, false
+	}
+	return idxEntry{op: opAdd, name: relName(ds, name), key: p.Key, start: p.Start.Unix(), size: size, slots: fi.enc}, true
 }
 
 // writeSeq returns the seq of the files a Write stores and the suffix that
