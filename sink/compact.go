@@ -2,8 +2,12 @@ package sink
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +38,11 @@ type tempCleaner interface {
 // seq); the next compaction removes them. The lake index learns of the
 // merged files and the deleted inputs before the inputs are deleted, in
 // batches, and Compact then merges the index if it has grown.
+//
+// Two processes compacting the same files at once leave one merged file:
+// it is named after its inputs, and the create-only commit lets one of
+// them store it; the other deletes the inputs only after checking that the
+// stored file holds all of their slots.
 //
 // The merged file keeps encrypted every column encrypted in its inputs,
 // besides those Encryption.Columns names; a partition with encrypted files
@@ -197,9 +206,45 @@ func (l *Lake) compactPartition(ctx context.Context, ds *heal.Dataset, pf *partF
 	if err != nil {
 		return compacted{}, false, err
 	}
-	name := partitionDir(ds, pf.p) + seq + ".c" + randHex() + fileExt
+	name := partitionDir(ds, pf.p) + seq + ".c" + inputsHash(used) + fileExt
 	if err := l.store.Put(ctx, name, data, true); err != nil {
-		return compacted{}, false, err
+		if !errors.Is(err, heal.ErrExist) {
+			return compacted{}, false, err
+		}
+		// Another compaction merged the same inputs first (two engines, or
+		// shards being re-balanced): its file holds their rows, so the
+		// inputs go, and no second merged copy is left. Checked, not
+		// assumed: the inputs are deleted only if that file holds every
+		// slot of ours.
+		e, ok := l.storedEntry(ctx, ds, pf.p, name)
+		var theirs heal.Slots
+		if !ok || theirs.UnmarshalBinary(e.slots) != nil || !covers(theirs, slots) {
+			return compacted{}, false, fmt.Errorf("%s exists and does not hold the rows of the files it is named after: %w", name, err)
+		}
+		return compacted{p: pf.p, merged: e, inputs: used}, true, nil
 	}
 	return compacted{p: pf.p, merged: addEntry(ds, pf.p, name, int64(len(data)), slots), inputs: used}, true, nil
+}
+
+// inputsHash names a compaction's output after its inputs: 16 hex digits
+// of the SHA-256 of their names. Two compactions of the same files name
+// the same file, and the create-only Put lets one of them store it.
+func inputsHash(used []fileRef) string {
+	names := make([]string, len(used))
+	for i, f := range used {
+		names[i] = f.name
+	}
+	slices.Sort(names)
+	h := sha256.Sum256([]byte(strings.Join(names, "\x00")))
+	return hex.EncodeToString(h[:8])
+}
+
+// covers reports whether a holds every slot b holds.
+func covers(a, b heal.Slots) bool {
+	for t := range b.All() {
+		if !a.Has(t) {
+			return false
+		}
+	}
+	return true
 }

@@ -217,3 +217,73 @@ func TestIdempotentWriteRecordsLostEntry(t *testing.T) {
 		t.Errorf("after the repeated Write the trusted inventory holds %d slots; want 8", n)
 	}
 }
+
+// meetAtMerge holds the Put of every compaction output until n of them
+// are waiting, so that n compactions have all read their inputs before
+// any stores its merged file.
+type meetAtMerge struct {
+	sink.Store
+	mu      sync.Mutex
+	waiting int
+	n       int
+	release chan struct{}
+}
+
+func (s *meetAtMerge) Put(ctx context.Context, name string, data []byte, ifAbsent bool) error {
+	if strings.Contains(name, ".c") && strings.HasSuffix(name, ".parquet") {
+		s.mu.Lock()
+		if s.waiting++; s.waiting == s.n {
+			close(s.release)
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.release:
+		case <-time.After(10 * time.Second):
+			return errors.New("the other compaction never reached its Put")
+		}
+	}
+	return s.Store.Put(ctx, name, data, ifAbsent)
+}
+
+// TestRacingCompactions: two lakes (two engines) compact the same
+// partition at once, both having read its files before either stores the
+// merge. The merged file is named after its inputs, so one of them stores
+// it and the other finds it there: one file is left, not two copies.
+func TestRacingCompactions(t *testing.T) {
+	ctx := context.Background()
+	mem := checkedMem(t)
+	base := sink.NewMemStore()
+	ds := healtest.QuotesDataset()
+	plain := sink.NewLake(base, &sink.Options{Allocator: mem})
+	for m := range 4 {
+		write(t, plain, mem, ds, rowsOf("AAPL", m*10, 5, float64(m))...)
+	}
+	want := scan(t, plain, ds, heal.Query{})
+	st := &meetAtMerge{Store: base, n: 2, release: make(chan struct{})}
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i := range errs {
+		lake := sink.NewLake(st, &sink.Options{Allocator: mem})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = lake.Compact(ctx, ds, heal.Query{})
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("compaction %d: %v", i, err)
+		}
+	}
+	parts := inventory(t, plain, ds, heal.Query{})
+	if len(parts) != 1 || parts[0].Files != 1 || parts[0].Duplicates() != 0 {
+		for _, p := range parts {
+			t.Errorf("%s: %d files, %d duplicate rows", p.Partition, p.Files, p.Duplicates())
+		}
+		t.Fatal("after two racing compactions: want one partition in one file, without duplicates")
+	}
+	if got := scan(t, plain, ds, heal.Query{}); !equalRows(got, want) {
+		t.Errorf("rows changed by the compactions:\n got %v\nwant %v", got, want)
+	}
+}

@@ -374,7 +374,7 @@ func TestForeignFiles(t *testing.T) {
 	if len(inv) != 1 || inv[0].Scanned || inv[0].Files != 1 || inv[0].Duplicates() != 0 {
 		t.Fatalf("inventory after Compact: %+v", inv)
 	}
-	if names := listNames(t, store, dirA); len(names) != 1 || !regexp.MustCompile(`/[0-9]{20}-[0-9a-f]{8}\.c[0-9a-f]{8}\.parquet$`).MatchString(names[0]) {
+	if names := listNames(t, store, dirA); len(names) != 1 || !regexp.MustCompile(`/[0-9]{20}-[0-9a-f]{8}\.c[0-9a-f]{16}\.parquet$`).MatchString(names[0]) {
 		t.Fatalf("after Compact the partition holds %v", names)
 	}
 	// A single foreign file holding a slot twice is compacted too.
