@@ -179,7 +179,10 @@ func (e *Engine) repairHere(ctx context.Context, w Window, a *auditResult, jobs 
 			break // a job failed (or the lease was lost): start no more
 		}
 		g.Go(func() error {
-			r := e.repair(withStage(gctx, StageRepair), j)
+			// Under the ID of the job it would be if dispatched: two
+			// engines that plan the same repair (shards being re-balanced)
+			// store its rows once.
+			r := e.repair(withJob(withStage(gctx, StageRepair), e.jobOf(j)), j)
 			mu.Lock()
 			rep.Calls += r.Calls
 			rep.Repaired += r.Repaired

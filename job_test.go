@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -125,18 +126,26 @@ func TestDistributedMatchesEmbedded(t *testing.T) {
 	}
 }
 
-// TestRacingRunsWriteOnce hands each repair job to two workers at once,
-// both past their inventory read before either writes (the source holds
-// their fetches until both are in): the lake ends with each hole filled by
-// one file, without the copy that two plain writes would leave until
-// compaction.
-func TestRacingRunsWriteOnce(t *testing.T) {
+// holeyHour returns a rig without transformers whose first hour was
+// polled live with a slot of every key in seven dropped, and the clock
+// past that hour.
+func holeyHour(t *testing.T) (*rig, heal.Window) {
 	r := newRig(t)
 	r.opts.Transformers = nil
 	r.src.drop = func(k string, s time.Time) bool { return (s.Minute()+len(k))%7 == 0 }
 	hour := heal.Window{Start: day.Start, End: day.Start.Add(time.Hour)}
 	r.live(t, r.engine(t), hour)
 	r.clock.Set(hour.End.Add(5 * time.Minute))
+	return r, hour
+}
+
+// TestRacingRunsWriteOnce hands each repair job to two workers at once,
+// both past their inventory read before either writes (the source holds
+// their fetches until both are in): the lake ends with each hole filled by
+// one file, without the copy that two plain writes would leave until
+// compaction.
+func TestRacingRunsWriteOnce(t *testing.T) {
+	r, hour := holeyHour(t)
 
 	var jobs []heal.Job
 	r.opts.Dispatcher = heal.DispatcherFunc(func(_ context.Context, js []heal.Job) error {
@@ -226,6 +235,74 @@ func TestRacingRunsWriteOnce(t *testing.T) {
 	}
 	if g := gapsOf(rep); len(g) != 0 {
 		t.Errorf("gaps left after the racing runs: %v", g)
+	}
+}
+
+// noCompact hides a lake's Compactor, so that the copies a test looks for
+// are not merged away at the end of a cycle.
+type noCompact struct {
+	heal.Lake
+	heal.MetaStore
+}
+
+// TestOverlappingShardsStoreOnce: while the shard count changes, an engine
+// of the old count (1) and one of the new (2) both own a key and repair
+// its holes at once, each under its own lease. Both fetch them; the rows
+// are stored once, because each engine writes them under the ID of the
+// same planned job. (Compaction is off: it would merge a copy away.)
+func TestOverlappingShardsStoreOnce(t *testing.T) {
+	r, hour := holeyHour(t)
+
+	key := keys[0]
+	gate := make(chan struct{})
+	r.src.mu.Lock()
+	r.src.block[key] = gate
+	r.src.mu.Unlock()
+	fetched := func() (n int) {
+		for _, q := range r.src.requests() {
+			if slices.Contains(q.Keys, key) {
+				n++
+			}
+		}
+		return n
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, sh := range []heal.Shard{{Index: 0, Count: 1}, {Index: heal.ShardOf(key, 2), Count: 2}} {
+		o := *r.opts
+		o.Shard = sh
+		e, err := heal.New(ticks(), r.src, noCompact{r.lake, r.lake}, &o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = e.Heal(r.ctx, hour)
+		}()
+	}
+	for deadline := time.Now().Add(30 * time.Second); fetched() < 2; {
+		if time.Now().After(deadline) {
+			close(gate)
+			wg.Wait()
+			t.Fatalf("%s: %d fetches; want both engines to fetch its holes", key, fetched())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(gate)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("engine %d: %v", i, err)
+		}
+	}
+	if err := r.lake.Inventory(r.ctx, ticks(), heal.Query{Keys: []string{key}}, func(p heal.PartitionInfo) error {
+		if d := p.Duplicates(); d != 0 {
+			t.Errorf("%s: %d duplicate rows after two engines repaired it at once; want 0", p.Partition, d)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
 
