@@ -67,13 +67,23 @@ func (l *Lake) Compact(ctx context.Context, ds *heal.Dataset, q heal.Query) (int
 	if err != nil {
 		return 0, fmt.Errorf("heal/sink: compact %s: %w", ds.Name, err)
 	}
+	// With a key, merged files encrypt what the lake's encryption policy
+	// declares too (a clear partition from before encryption comes out
+	// encrypted). Without one, a clear partition is merged in clear, as it
+	// was: no value it holds is exposed further.
+	var declared []string
+	if l.enc != nil && l.enc.Keys != nil {
+		if declared, err = l.declaredColumns(ctx, ds); err != nil {
+			return 0, fmt.Errorf("heal/sink: compact %s: %w", ds.Name, err)
+		}
+	}
 	var n atomic.Int64
 	lim := newLimiter(l.conc)
 	var errs []error
 	for len(parts) > 0 {
 		batch := parts[:min(len(parts), compactBatch)]
 		parts = parts[len(batch):]
-		done, err := l.compactBatch(ctx, ds, st, batch, lim)
+		done, err := l.compactBatch(ctx, ds, st, batch, lim, declared)
 		n.Add(int64(done))
 		if err != nil {
 			errs = append(errs, err)
@@ -104,7 +114,7 @@ type compacted struct {
 // compactBatch compacts parts: merges and stores the files of each, records
 // the merged files and the removal of their inputs in the index, then
 // deletes the inputs.
-func (l *Lake) compactBatch(ctx context.Context, ds *heal.Dataset, st *indexState, parts []*partFiles, lim limiter) (int, error) {
+func (l *Lake) compactBatch(ctx context.Context, ds *heal.Dataset, st *indexState, parts []*partFiles, lim limiter, declared []string) (int, error) {
 	var (
 		mu   sync.Mutex
 		done []compacted
@@ -122,7 +132,7 @@ func (l *Lake) compactBatch(ctx context.Context, ds *heal.Dataset, st *indexStat
 					return nil
 				}
 			}
-			c, ok, err := l.compactPartition(gctx, ds, pf)
+			c, ok, err := l.compactPartition(gctx, ds, pf, declared)
 			if err != nil {
 				return fmt.Errorf("heal/sink: compact %s: %w", pf.p, err)
 			}
@@ -187,7 +197,7 @@ func (l *Lake) hasDuplicates(ctx context.Context, ds *heal.Dataset, st *indexSta
 // heal command names no columns) never rewrites a sensitive column in
 // clear. Reading an encrypted input needs its key: without it the
 // compaction fails with a *KeyError before anything is written.
-func (l *Lake) compactPartition(ctx context.Context, ds *heal.Dataset, pf *partFiles) (compacted, bool, error) {
+func (l *Lake) compactPartition(ctx context.Context, ds *heal.Dataset, pf *partFiles, declared []string) (compacted, bool, error) {
 	rec, used, enc, err := l.loadPartition(ctx, ds, pf, heal.Window{})
 	if err != nil {
 		return compacted{}, false, err
@@ -202,7 +212,7 @@ func (l *Lake) compactPartition(ctx context.Context, ds *heal.Dataset, pf *partF
 			seq = f.seq
 		}
 	}
-	data, slots, err := l.encode(ctx, ds, pf.p, rec, enc)
+	data, slots, err := l.encode(ctx, ds, pf.p, rec, union(enc, declared))
 	if err != nil {
 		return compacted{}, false, err
 	}

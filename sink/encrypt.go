@@ -86,6 +86,19 @@ import (
 // compaction of such a partition with a [*KeyError] naming the file,
 // before writing or deleting anything.
 //
+// # The lake remembers what was encrypted
+//
+// A lake whose Columns names a dataset records those columns in the lake,
+// as an encryption policy (_heal/keys/_columns/<dataset>/), after its
+// first write of it. From then on every process writing the dataset
+// encrypts them as well as its own Columns, and one without a key
+// provider cannot write the dataset: its Write fails with a permanent
+// error naming the columns, and stores nothing. So a second process
+// configured differently, or not at all, never puts a sensitive value in
+// clear beside encrypted files. A process reads the policy again after a
+// minute at most. Policies only add columns; to stop encrypting one,
+// delete its policy object by hand.
+//
 // Arrow's encryption API takes keys as Go
 // strings, which cannot be wiped; heal wipes its own copies.
 type Encryption struct {
@@ -156,15 +169,14 @@ func validKeyID(id string) bool {
 }
 
 // encryptedColumns returns the columns of ds to encrypt, checked, or nil:
-// those Columns names and those of also (the columns encrypted in the
-// files a compaction rewrites), in that order.
+// those Columns names and those of also (the columns the lake's
+// encryption policy declares, and those encrypted in the files a
+// compaction rewrites), in that order. A column of also that ds's schema
+// lacks (a policy of another minor) is ignored.
 func (l *Lake) encryptedColumns(ds *heal.Dataset, also []string) ([]string, error) {
-	var cols []string
-	if l.enc != nil {
-		cols = slices.Clone(l.enc.Columns[ds.Name])
-	}
+	cols := slices.Clone(l.configuredColumns(ds))
 	for _, c := range also {
-		if !slices.Contains(cols, c) {
+		if !slices.Contains(cols, c) && len(ds.Schema.FieldIndices(c)) > 0 {
 			cols = append(cols, c)
 		}
 	}
@@ -180,7 +192,8 @@ func (l *Lake) encryptedColumns(ds *heal.Dataset, also []string) ([]string, erro
 		}
 	}
 	if l.enc == nil || l.enc.Keys == nil {
-		return nil, heal.Permanent(fmt.Errorf("heal/sink: encryption of %s: no key provider (Encryption.Keys)", ds.Name))
+		return nil, heal.Permanent(fmt.Errorf("heal/sink: encryption of %s: columns %s are kept encrypted in this lake (by Encryption.Columns, the lake's encryption policy under %s%s/, or the files rewritten), and there is no key provider (Encryption.Keys) to encrypt them: nothing was written",
+			ds.Name, strings.Join(cols, ", "), policyPrefix, ds.Name))
 	}
 	return cols, nil
 }

@@ -53,9 +53,10 @@ func TestCompactKeepsInputsEncrypted(t *testing.T) {
 	}{
 		// Every input encrypted; the compacting lake has keys, no columns.
 		{"KeysOnly", []map[string][]string{{ds.Name: all}, {ds.Name: all}}, nil},
-		// One input encrypted, one in clear: the clear one's values are of
-		// the same sensitive columns, and must not survive in clear.
-		{"MixedWithClear", []map[string][]string{{ds.Name: all}, nil}, nil},
+		// One input in clear (written before encryption was enabled), one
+		// encrypted: the clear one's values are of the same sensitive
+		// columns, and must not survive in clear.
+		{"MixedWithClear", []map[string][]string{nil, {ds.Name: all}}, nil},
 		// Inputs encrypt note only; the lake is configured for kwh only:
 		// the merged file encrypts both.
 		{"Union", []map[string][]string{{ds.Name: {"note"}}, {ds.Name: {"note"}}}, map[string][]string{ds.Name: {"kwh"}}},
@@ -132,12 +133,12 @@ func TestCompactEncryptedWithoutKeys(t *testing.T) {
 			defer mem.AssertSize(t, 0)
 			store := sink.NewMemStore()
 			kek := newKEK(t)
-			writeWith(t, mem, store, encOpts(mem, kek, ds), ds, 30)
 			if name == "NoKeysStoredInClear" {
-				writeWith(t, mem, store, &sink.Options{}, ds, 60) // a clear file beside the encrypted one
+				writeWith(t, mem, store, &sink.Options{}, ds, 30) // a clear file from before encryption, beside an encrypted one
 			} else {
-				writeWith(t, mem, store, encOpts(mem, kek, ds), ds, 60)
+				writeWith(t, mem, store, encOpts(mem, kek, ds), ds, 30)
 			}
+			writeWith(t, mem, store, encOpts(mem, kek, ds), ds, 60)
 			before := objectBytes(t, store)
 			o := *opts
 			o.Allocator = mem

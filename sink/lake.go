@@ -122,6 +122,7 @@ type Lake struct {
 	schemas     sync.Map     // dataset and stored Arrow schema → schemaCheck
 	schemaCount atomic.Int64 // entries in schemas
 	puts        sync.Map     // dataset name → *atomic.Int64: index objects put
+	policies    sync.Map     // dataset name → *policyState: its encryption policy
 	merging     sync.Mutex   // one index merge at a time
 }
 

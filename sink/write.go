@@ -56,6 +56,10 @@ func (l *Lake) Write(ctx context.Context, ds *heal.Dataset, rec arrow.Record) er
 	if err := l.checkStorable(ds); err != nil {
 		return err
 	}
+	declared, err := l.declaredColumns(ctx, ds)
+	if err != nil {
+		return err
+	}
 	groups := splitRows(ds, rec)
 	if err := nameable(ds, groups); err != nil {
 		return fmt.Errorf("heal/sink: write %s: %w", ds.Name, err)
@@ -73,7 +77,7 @@ func (l *Lake) Write(ctx context.Context, ds *heal.Dataset, rec arrow.Record) er
 			if err := encoders.acquire(gctx); err != nil {
 				return err
 			}
-			data, slots, err := l.encodeRows(gctx, ds, grp.p, rec, grp.rows)
+			data, slots, err := l.encodeRows(gctx, ds, grp.p, rec, grp.rows, declared)
 			encoders.release()
 			if err != nil {
 				return fmt.Errorf("heal/sink: write %s: %w", grp.p, err)
@@ -96,11 +100,14 @@ func (l *Lake) Write(ctx context.Context, ds *heal.Dataset, rec arrow.Record) er
 			return nil
 		})
 	}
-	err := g.Wait()
+	err = g.Wait()
 	// Record what was stored, even after a failure elsewhere: those files
 	// are committed.
 	entries = slices.DeleteFunc(entries, func(e idxEntry) bool { return e.op == 0 })
 	l.logIndex(ctx, ds, entries)
+	if len(entries) > 0 {
+		err = errors.Join(err, l.declare(ctx, ds))
+	}
 	return err
 }
 
@@ -270,13 +277,13 @@ func lastPerTime(ts *array.Timestamp, rows []int) []int {
 }
 
 // encodeRows encodes rows (indices into rec) as the Parquet file of p.
-func (l *Lake) encodeRows(ctx context.Context, ds *heal.Dataset, p heal.Partition, rec arrow.Record, rows []int) ([]byte, heal.Slots, error) {
+func (l *Lake) encodeRows(ctx context.Context, ds *heal.Dataset, p heal.Partition, rec arrow.Record, rows []int, alsoEncrypt []string) ([]byte, heal.Slots, error) {
 	part, err := takeRows(ctx, l.mem, ds, []arrow.Record{rec}, rows)
 	if err != nil {
 		return nil, heal.Slots{}, err
 	}
 	defer part.Release()
-	return l.encode(ctx, ds, p, part, nil)
+	return l.encode(ctx, ds, p, part, alsoEncrypt)
 }
 
 // takeRows gathers rows of recs (which have ds's columns) into one record
