@@ -18,6 +18,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"golang.org/x/sync/errgroup"
@@ -451,6 +452,13 @@ func TestS3StoreMultipartAborted(t *testing.T) {
 func s3AssertNoUploads(t *testing.T, c *s3.Client, bucket string) {
 	t.Helper()
 	out, err := c.ListMultipartUploads(s3Ctx(t), &s3.ListMultipartUploadsInput{Bucket: aws.String(bucket)})
+	var ae smithy.APIError
+	if errors.As(err, &ae) && ae.ErrorCode() == "NoSuchUpload" {
+		// gofakes3 v1.2.0 answers so for a bucket in which no upload ever
+		// began (S3 lists none): on a loaded machine the caller's deadline
+		// can end a Put before its CreateMultipartUpload is sent.
+		return
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
