@@ -12,17 +12,18 @@ import (
 	"github.com/selfheal/heal/view"
 )
 
-// TestServe starts heal serve on the fixture lake, on a free port, and
-// reads the latest rows and the health over HTTP.
-func TestServe(t *testing.T) {
-	lake := fixtureLake(t)
+// startServe runs `heal serve` with args (and -addr 127.0.0.1:0) until the
+// test ends or stop is called, and returns its base URL, the line it
+// announced itself with, and stop, which ends it and checks it exited 0.
+func startServe(t *testing.T, args ...string) (base, first string, stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	t.Cleanup(cancel)
 	pr, pw := io.Pipe()
 	var errb strings.Builder
 	exit := make(chan int, 1)
 	go func() {
-		exit <- run(ctx, []string{"serve", "-lake", lake, "-addr", "127.0.0.1:0"}, pw, &errb)
+		exit <- run(ctx, append(append([]string{"serve"}, args...), "-addr", "127.0.0.1:0"), pw, &errb)
 		pw.Close()
 	}()
 	first, err := bufio.NewReader(pr).ReadString('\n')
@@ -34,7 +35,19 @@ func TestServe(t *testing.T) {
 	if i < 0 {
 		t.Fatalf("no address in %q", first)
 	}
-	base := strings.Fields(first[i:])[0]
+	return strings.Fields(first[i:])[0], first, func() {
+		t.Helper()
+		cancel()
+		if code := <-exit; code != exitOK {
+			t.Errorf("exit %d after cancel; stderr %s", code, errb.String())
+		}
+	}
+}
+
+// TestServe starts heal serve on the fixture lake, on a free port, and
+// reads the latest rows and the health over HTTP.
+func TestServe(t *testing.T) {
+	base, first, stop := startServe(t, "-lake", fixtureLake(t))
 	if !strings.Contains(first, "serving 2 dataset(s)") {
 		t.Errorf("announcement: %q", first)
 	}
@@ -77,10 +90,7 @@ func TestServe(t *testing.T) {
 	if code := getJSON("/v1/datasets/nope/latest", &e); code != http.StatusNotFound || e.Error.Status != 404 {
 		t.Errorf("unknown dataset: %d %+v", code, e)
 	}
-	cancel()
-	if code := <-exit; code != exitOK {
-		t.Errorf("exit %d after cancel; stderr %s", code, errb.String())
-	}
+	stop()
 }
 
 func TestServeUsage(t *testing.T) {
