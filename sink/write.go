@@ -106,7 +106,11 @@ func (l *Lake) Write(ctx context.Context, ds *heal.Dataset, rec arrow.Record) er
 	entries = slices.DeleteFunc(entries, func(e idxEntry) bool { return e.op == 0 })
 	l.logIndex(ctx, ds, entries)
 	if len(entries) > 0 {
-		err = errors.Join(err, l.declare(ctx, ds))
+		if derr := l.declare(ctx, ds); derr != nil {
+			// The rows are stored: failing the Write would have them
+			// written again. The next Write records the policy.
+			l.log.Warn("heal/sink: could not record the encryption policy; the next write tries again", "dataset", ds.Name, "err", derr)
+		}
 	}
 	return err
 }
