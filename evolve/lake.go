@@ -59,8 +59,8 @@ func (l *compactingLake) Compact(ctx context.Context, ds *heal.Dataset, q heal.Q
 	return l.c.Compact(ctx, ds, q)
 }
 
-// Majors implements [heal.MajorLister]: the
-// names of v's majors, oldest first, when name is one of them.
+// Majors implements [heal.MajorLister]: the names of v's majors, oldest
+// first, when name is one of them.
 func (l *unionLake) Majors(name string) []string {
 	if l.v.major(name) == nil {
 		return nil
